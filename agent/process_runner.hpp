@@ -1,0 +1,61 @@
+#pragma once
+// ProcessRunner: the one way Proctor starts a service process. The real implementation
+// runs it in its own session and process group with a clean environment, streams its
+// output, enforces the timeout with SIGTERM-then-SIGKILL to the whole group and measures
+// the tree. A recording fake lives in tests/. run() blocks: call it on a worker thread.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace proctor {
+
+struct ProcessSpec {
+  std::vector<std::string> argv;  // argv[0] is an absolute path or found on env's PATH
+  std::filesystem::path working_dir;
+  std::vector<std::pair<std::string, std::string>> env;  // the whole environment
+  std::chrono::milliseconds timeout{0};                  // 0: no timeout
+  std::chrono::milliseconds kill_grace{5000};            // SIGTERM to SIGKILL delay
+  std::filesystem::path log_file;                        // output appended; empty: none
+  std::size_t tail_bytes = 4096;                         // size of ProcessOutcome::output_tail
+  // Called with each complete output line (no newline), on the runner's thread.
+  std::function<void(std::string_view line)> on_line;
+};
+
+struct ProcessOutcome {
+  bool started = false;
+  std::string start_error;          // why it did not start, when !started
+  std::optional<int> exit_code;     // set when it exited normally
+  std::optional<int> term_signal;   // set when a signal ended it
+  bool timed_out = false;           // the timeout fired and the group was stopped
+  bool cancelled = false;           // the stop token fired and the group was stopped
+  std::chrono::milliseconds wall{0};
+  double cpu_seconds = 0;           // user + system time of the tree that was waited for
+  int64_t peak_rss_kib = 0;         // peak summed RSS of the process group, in KiB
+  std::string output_tail;          // last tail_bytes of stdout+stderr, valid UTF-8
+  int stragglers_killed = 0;        // group members still alive after the leader exited
+};
+
+class ProcessRunner {
+ public:
+  virtual ~ProcessRunner() = default;
+  // Runs the process to its end (or timeout/cancel) and reports what happened. Never
+  // throws for a process that cannot start: returns started=false with the reason.
+  virtual ProcessOutcome run(const ProcessSpec& spec, std::stop_token cancel) = 0;
+};
+
+// The POSIX implementation (own session and group, stdin from /dev/null, no fd leaks).
+class PosixProcessRunner final : public ProcessRunner {
+ public:
+  ProcessOutcome run(const ProcessSpec& spec, std::stop_token cancel) override;
+};
+
+}  // namespace proctor

@@ -1,0 +1,62 @@
+#pragma once
+// The result payload (SPEC §2.2): built from a Report and the facts of the run, then
+// written in the task's dialect.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/report.hpp"
+#include "common/task.hpp"
+
+namespace proctor {
+
+struct PayloadOptions {
+  std::string strip_prefix = "tests.";        // removed from the start of a classname
+  std::size_t description_limit = 64 * 1024;  // bytes kept of a case's description
+  std::size_t details_tail = 4 * 1024;        // bytes of output appended to errorDetails
+  bool skips_pass = false;                    // let skipped cases count as passing the run
+};
+
+// What the agent knows about the run besides the report.
+struct RunFacts {
+  std::optional<std::string> failure;   // why the run broke, one plain sentence
+  std::string output_tail;              // last bytes of the service's stdout/stderr
+  double wall_seconds = 0;              // wall time of the service run
+  std::optional<int64_t> peak_rss_kib;  // measured peak RSS of the service's tree
+};
+
+struct CaseResult {
+  std::string name;
+  bool passed = false;
+  std::string description;
+  double seconds = 0;
+  std::optional<int64_t> memory_kib;  // absent when neither reported nor measured
+};
+
+struct ResultPayload {
+  bool passed = false;
+  bool error = false;
+  std::string error_details;
+  double seconds = 0;
+  std::vector<CaseResult> cases;
+};
+
+// The payload name of a case: classname minus `strip_prefix`, "::", name.
+std::string case_display_name(const TestCase& test_case, const std::string& strip_prefix);
+
+// Builds the payload; `report` is null when the run produced no readable report.
+ResultPayload build_payload(const Report* report, const RunFacts& facts,
+                            const PayloadOptions& options);
+
+// The payload in a dialect, without identity (`runner convert`).
+nlohmann::json to_wire(const ResultPayload& payload, Dialect dialect);
+
+// The payload in the task's dialect with its identity echoed back.
+nlohmann::json to_wire(const ResultPayload& payload, const TaskIdentity& identity);
+
+}  // namespace proctor

@@ -1,0 +1,38 @@
+#pragma once
+// Small string utilities shared by parsers and builders. Pure functions, no I/O.
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace proctor {
+
+// Returns `in` as valid UTF-8: each invalid byte becomes U+FFFD, NUL becomes U+FFFD.
+std::string make_valid_utf8(std::string_view in);
+
+// Quotes `value` for POSIX sh so that it is always one word, taken literally.
+std::string shell_quote(std::string_view value);
+
+// Strips ASCII white space from both ends.
+std::string_view trim(std::string_view s);
+
+// Parses a decimal number in the C locale; accepts "1,234.5" thousands separators.
+// Returns nullopt on anything unreadable (empty, junk, inf/nan, negative overflow).
+std::optional<double> parse_decimal(std::string_view s);
+
+// Keeps at most `max_bytes` of the end of `s`, cut on a UTF-8 character boundary.
+std::string utf8_tail(std::string_view s, std::size_t max_bytes);
+
+// Keeps at most `max_bytes` of the start of `s`, cut on a UTF-8 character boundary,
+// with a marker saying how much was cut when anything was.
+std::string utf8_truncate(std::string_view s, std::size_t max_bytes);
+
+// Splits on `sep`, trimming each part and dropping empty parts.
+std::vector<std::string> split_list(std::string_view s, char sep = ',');
+
+// Joins `parts` with `sep`.
+std::string join(const std::vector<std::string>& parts, std::string_view sep);
+
+}  // namespace proctor
