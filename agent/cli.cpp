@@ -1,1 +1,308 @@
-// placeholder: filled in by its module's work
+#include "agent/cli.hpp"
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "agent/daemon.hpp"
+#include "agent/git_fetcher.hpp"
+#include "agent/process_runner.hpp"
+#include "agent/task_executor.hpp"
+#include "common/junit.hpp"
+#include "common/text.hpp"
+
+namespace proctor {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+namespace {
+
+struct Options {
+  // Backend and polling.
+  std::string backend_url;
+  std::string get_api = "/api/task/available";
+  std::string post_api = "/api/task/result";
+  std::string login_api = "/api/v1/login";
+  bool auth = false;
+  std::string login = "dora_explorer";
+  std::string password = "dora_explorer";
+  std::string ca_file;
+  bool insecure = false;
+  int concurrent = 1;
+  double check_interval = 5;
+  double shutdown_grace = 30;
+  bool once = false;
+  // Execution.
+  std::string work_dir;
+  std::string results_dir;
+  std::string spool_dir;
+  std::string service;
+  std::string services;
+  double timeout = 600;
+  double kill_grace = 10;
+  std::string allow_schemes = "https,http,ssh,git,svn,s3";
+  std::string strip_prefix = "tests.";
+  bool skips_pass = false;
+  // Logging.
+  std::string logger_level = "info";
+  std::string logger_output;
+  // Subcommands.
+  std::string task_file;
+  std::vector<std::string> reports;
+  std::string format = "flat";
+};
+
+fs::path default_work_dir() {
+  if (const char* state = std::getenv("STATE_DIRECTORY"); state != nullptr && *state != '\0') return state;
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    return fs::path(home) / ".local" / "state" / "proctor";
+  }
+  return fs::temp_directory_path() / ("proctor-" + std::to_string(::getuid()));
+}
+
+std::string host_name() {
+  char buffer[256] = {};
+  if (::gethostname(buffer, sizeof buffer - 1) != 0) return "unknown-host";
+  return buffer;
+}
+
+void set_up_logging(const Options& options) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (options.logger_output.empty()) {
+    // Logs go to stderr: stdout is reserved for payloads (`exec`, `convert`).
+    logger = spdlog::stderr_color_mt("runner");
+  } else {
+    logger = spdlog::basic_logger_mt("runner", options.logger_output);
+  }
+  logger->set_level(spdlog::level::from_str(options.logger_level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+ExecutorSettings executor_settings(const Options& options, const fs::path& work_dir) {
+  ExecutorSettings settings;
+  if (!options.service.empty()) settings.service_path = fs::absolute(options.service);
+  if (!options.services.empty()) settings.services_dir = fs::absolute(options.services);
+  settings.results_dir = options.results_dir.empty() ? work_dir / "results" : fs::absolute(options.results_dir);
+  settings.default_timeout = milliseconds(static_cast<int64_t>(options.timeout * 1000));
+  settings.kill_grace = milliseconds(static_cast<int64_t>(options.kill_grace * 1000));
+  settings.allowed_schemes = split_list(options.allow_schemes);
+  settings.payload.strip_prefix = options.strip_prefix;
+  settings.payload.skips_pass = options.skips_pass;
+  return settings;
+}
+
+int run_daemon(const Options& options) {
+  auto url = parse_http_url(options.backend_url);
+  if (!url) {
+    spdlog::error("--backend-url: {}", url.error().message);
+    return exit_usage;
+  }
+  const fs::path work_dir = options.work_dir.empty() ? default_work_dir() : fs::absolute(options.work_dir);
+  GitFetcher git;
+  PosixProcessRunner runner;
+  TaskExecutor executor({{"git", &git}}, runner, executor_settings(options, work_dir));
+
+  DaemonSettings settings;
+  settings.concurrent = options.concurrent;
+  settings.check_interval = milliseconds(static_cast<int64_t>(options.check_interval * 1000));
+  settings.shutdown_grace = milliseconds(static_cast<int64_t>(options.shutdown_grace * 1000));
+  settings.work_dir = work_dir;
+  settings.spool_dir = options.spool_dir.empty() ? work_dir / "spool" : fs::absolute(options.spool_dir);
+  settings.once = options.once;
+
+  BackendConfig backend;
+  backend.base = *url;
+  backend.get_api = options.get_api;
+  backend.post_api = options.post_api;
+  backend.login_api = options.login_api;
+  backend.auth = options.auth;
+  backend.login = options.login;
+  backend.password = options.password;
+  backend.tls = TlsOptions{options.ca_file, options.insecure};
+  const auto host = host_name();
+  auto make_client = [backend, host](boost::asio::any_io_executor ex, int slot) -> std::unique_ptr<BackendClient> {
+    auto config = backend;
+    config.runner_id = host + "-" + (slot < 0 ? std::string("spool") : std::to_string(slot));
+    return std::make_unique<HttpBackendClient>(std::move(ex), std::move(config));
+  };
+  spdlog::info("proctor runner {} polling {} with {} slot(s), work dir {}", PROCTOR_VERSION, url->origin(),
+               options.concurrent, work_dir.string());
+  Daemon daemon(settings, executor, make_client);
+  return daemon.run();
+}
+
+std::string read_file(const fs::path& path, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = "cannot read " + path.string();
+    return {};
+  }
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+int run_exec(const Options& options) {
+  std::string error;
+  const auto text = read_file(options.task_file, &error);
+  if (!error.empty()) {
+    std::cerr << "runner exec: " << error << "\n";
+    return exit_usage;
+  }
+  auto task = parse_task(text);
+  if (!task) {
+    std::cerr << "runner exec: " << options.task_file << ": " << task.error().message << "\n";
+    return exit_usage;
+  }
+  const fs::path work_dir = options.work_dir.empty() ? default_work_dir() : fs::absolute(options.work_dir);
+  GitFetcher git;
+  PosixProcessRunner runner;
+  TaskExecutor executor({{"git", &git}}, runner, executor_settings(options, work_dir));
+
+  // SIGINT/SIGTERM cancel the task; a thread waits for them so the task can stop cleanly.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::stop_source stop;
+  std::jthread signal_waiter([&stop, signals](const std::stop_token& done) {
+    while (!done.stop_requested()) {
+      timespec tick{0, 100'000'000};
+      if (sigtimedwait(&signals, nullptr, &tick) > 0) {
+        spdlog::warn("signal received: stopping the task");
+        stop.request_stop();
+      }
+    }
+  });
+  const auto payload = executor.run(*task, work_dir / "exec", stop.get_token());
+  std::cout << serialize_payload(payload, task->identity) << std::endl;
+  return exit_code_for(payload);
+}
+
+int run_convert(const Options& options) {
+  Report merged;
+  bool first = true;
+  for (const auto& file : options.reports) {
+    auto report = parse_junit_file(file);
+    if (!report) {
+      std::cerr << "runner convert: " << report.error().message << "\n";
+      return exit_usage;
+    }
+    if (first) merged = std::move(report).value();
+    else merge_reports(merged, std::move(report).value());
+    first = false;
+  }
+  if (options.format == "report") {
+    std::cout << report_to_json(merged).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return exit_ok;
+  }
+  PayloadOptions payload_options;
+  payload_options.strip_prefix = options.strip_prefix;
+  payload_options.skips_pass = options.skips_pass;
+  const auto payload = build_payload(&merged, RunFacts{}, payload_options);
+  merged = Report{};  // The model is no longer needed: give its memory back before writing.
+  std::ios::sync_with_stdio(false);
+  write_payload(std::cout, payload, options.format == "nested" ? Dialect::nested : Dialect::flat, nullptr);
+  std::cout << "\n";
+  std::cout.flush();
+  return std::cout ? exit_ok : exit_infrastructure;
+}
+
+// Registers an option that can also come from RUNNER_<NAME> in the environment.
+template <class T>
+CLI::Option* add(CLI::App& app, const std::string& name, T& value, const std::string& help) {
+  std::string env = "RUNNER_";
+  for (char c : name.substr(2)) env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  return app.add_option(name, value, help)->envname(env)->capture_default_str();
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  Options options;
+  CLI::App app{"Proctor runner: takes test tasks from a backend, runs them, reports the results."};
+  app.set_version_flag("--version", std::string("runner (proctor) ") + PROCTOR_VERSION);
+  app.fallthrough();
+  app.require_subcommand(0, 1);
+
+  add(app, "--backend-url", options.backend_url, "Backend base URL, e.g. http://localhost:8080");
+  add(app, "--get-api", options.get_api, "Path of the task request");
+  add(app, "--post-api", options.post_api, "Path of the result post");
+  add(app, "--login-api", options.login_api, "Path of the login request (with --auth)");
+  app.add_flag("--auth", options.auth, "Log in to the backend")->envname("RUNNER_AUTH");
+  add(app, "--login", options.login, "Login name (with --auth)");
+  add(app, "--password", options.password, "Password (with --auth); prefer RUNNER_PASSWORD");
+  add(app, "--ca-file", options.ca_file, "Extra trusted CA certificates (PEM) for https");
+  app.add_flag("--insecure", options.insecure, "Do not verify the backend's TLS certificate");
+  add(app, "--concurrent", options.concurrent, "Task slots")->check(CLI::Range(1, 256));
+  add(app, "--check-interval", options.check_interval, "Seconds between polls when idle")->check(CLI::Range(0.0, 86400.0));
+  add(app, "--shutdown-grace", options.shutdown_grace, "Seconds running tasks get to finish on SIGTERM")->check(CLI::NonNegativeNumber);
+  app.add_flag("--once", options.once, "Take one task, run it, exit with its status");
+  add(app, "--work-dir", options.work_dir, "Slots' workspaces and caches (default $STATE_DIRECTORY or ~/.local/state/proctor)");
+  add(app, "--results-dir", options.results_dir, "Results layout root (default {work-dir}/results)");
+  add(app, "--spool-dir", options.spool_dir, "Undelivered results (default {work-dir}/spool)");
+  add(app, "--service", options.service, "The default service: a folder with service.yaml, or the YAML file");
+  add(app, "--services", options.services, "Folder of named services (a task's 'service' field)");
+  add(app, "--timeout", options.timeout, "Default service timeout in seconds")->check(CLI::PositiveNumber);
+  add(app, "--kill-grace", options.kill_grace, "Seconds between SIGTERM and SIGKILL")->check(CLI::NonNegativeNumber);
+  add(app, "--allow-schemes", options.allow_schemes, "Repository URL schemes allowed (add 'file' for local paths)");
+  add(app, "--strip-prefix", options.strip_prefix, "Prefix removed from test classnames");
+  app.add_flag("--skips-pass", options.skips_pass, "Skipped tests do not fail the run");
+  add(app, "--logger-level", options.logger_level, "debug, info, warning, error or critical")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warning", "warn", "error", "critical", "off"}));
+  add(app, "--logger-output", options.logger_output, "Log file (default: stderr)");
+
+  auto* exec = app.add_subcommand("exec", "Run one task locally, no backend; print its payload");
+  exec->add_option("--task", options.task_file, "Task JSON file")->required();
+  auto* convert = app.add_subcommand("convert", "Convert JUnit XML report(s) to a payload");
+  convert->add_option("reports", options.reports, "JUnit XML files")->required();
+  convert->add_option("--format", options.format, "flat, nested or report")
+      ->check(CLI::IsMember({"flat", "nested", "report"}))
+      ->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "runner: " << e.what() << "\n";
+    return exit_usage;
+  }
+  if (options.logger_level == "warning") options.logger_level = "warn";
+  set_up_logging(options);
+
+  try {
+    if (exec->parsed()) return run_exec(options);
+    if (convert->parsed()) return run_convert(options);
+    if (options.backend_url.empty()) {
+      std::cerr << "runner: --backend-url is required to run the agent (or use a subcommand; see --help)\n";
+      return exit_usage;
+    }
+    return run_daemon(options);
+  } catch (const std::exception& e) {
+    spdlog::critical("fatal: {}", e.what());
+    return exit_infrastructure;
+  }
+}
+
+}  // namespace proctor

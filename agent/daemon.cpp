@@ -1,1 +1,356 @@
-// placeholder: filled in by its module's work
+#include "agent/daemon.hpp"
+
+#include <csignal>
+#include <optional>
+#include <random>
+#include <stop_token>
+#include <variant>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+#include "agent/spool.hpp"
+#include "common/text.hpp"
+
+namespace proctor {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using std::chrono::milliseconds;
+
+int exit_code_for(const ResultPayload& payload) {
+  if (payload.error) return exit_infrastructure;
+  return payload.passed ? exit_ok : exit_tests_failed;
+}
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// What a slot is doing, so shutdown knows what it may interrupt.
+enum class SlotState { polling, idle, running, delivering, done };
+
+struct Slot {
+  Slot(int n, asio::any_io_executor ex, std::unique_ptr<BackendClient> backend)
+      : index(n), client(std::move(backend)), timer(std::move(ex)) {}
+  int index;
+  std::unique_ptr<BackendClient> client;
+  asio::steady_timer timer;
+  std::stop_source stop;
+  SlotState state = SlotState::polling;
+};
+
+// A spooled payload and where it lives.
+struct SpooledPayload {
+  std::string body;
+  std::optional<std::filesystem::path> entry;  // unset when the spool could not store it
+};
+
+class Agent {
+ public:
+  Agent(const DaemonSettings& settings, const TaskExecutor& executor, const BackendClientFactory& make_client)
+      : settings_(settings), executor_(executor), make_client_(make_client),
+        workers_(static_cast<std::size_t>(settings.concurrent)), signals_(io_, SIGINT, SIGTERM),
+        grace_timer_(io_), spool_(settings.spool_dir), rng_(std::random_device{}()) {}
+
+  int run() {
+    for (int n = 0; n < settings_.concurrent; ++n) {
+      slots_.push_back(std::make_unique<Slot>(n, io_.get_executor(), make_client_(io_.get_executor(), n)));
+    }
+    wait_for_signal();
+    start([this]() { return flush_spool(); });
+    for (auto& slot : slots_) {
+      start([this, s = slot.get()]() { return slot_loop(*s); });
+    }
+    io_.run();
+    workers_.join();
+    return exit_code_;
+  }
+
+ private:
+  // Runs a coroutine; when the last one ends the agent stops listening for signals.
+  template <class F>
+  void start(F make) {
+    ++active_;
+    asio::co_spawn(io_, make(), [this](const std::exception_ptr& error) {
+      if (error) {
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          spdlog::critical("internal error: {}", e.what());
+          exit_code_ = exit_infrastructure;
+        }
+      }
+      if (--active_ == 0) {
+        boost::system::error_code ignored;
+        signals_.cancel(ignored);
+        grace_timer_.cancel();
+      }
+    });
+  }
+
+  void wait_for_signal() {
+    signals_.async_wait([this](const boost::system::error_code& ec, int signal) {
+      if (ec) return;
+      if (!stopping_) {
+        spdlog::info("received {}: no new tasks; running tasks have {} s to finish", signal == SIGTERM ? "SIGTERM" : "SIGINT",
+                     settings_.shutdown_grace.count() / 1000.0);
+        begin_shutdown();
+        grace_timer_.expires_after(settings_.shutdown_grace);
+        grace_timer_.async_wait([this](const boost::system::error_code& tec) {
+          if (!tec) stop_running_tasks("the shutdown grace ran out");
+        });
+      } else {
+        spdlog::warn("second signal: stopping now");
+        hard_stop();
+      }
+      wait_for_signal();
+    });
+  }
+
+  // Stop polling; idle and polling slots end now, running ones finish.
+  void begin_shutdown() {
+    stopping_ = true;
+    for (auto& slot : slots_) {
+      if (slot->state == SlotState::idle || slot->state == SlotState::polling) {
+        slot->timer.cancel();
+        slot->client->close();
+      }
+    }
+    flusher_timer_cancel();
+  }
+
+  void stop_running_tasks(const char* why) {
+    for (auto& slot : slots_) {
+      if (slot->state == SlotState::running) {
+        spdlog::warn("slot {}: stopping its task: {}", slot->index, why);
+        slot->stop.request_stop();
+      }
+    }
+  }
+
+  // Second signal: stop services, abandon deliveries (their payloads stay spooled).
+  void hard_stop() {
+    begin_shutdown();
+    hard_stopped_ = true;
+    stop_running_tasks("second signal");
+    for (auto& slot : slots_) {
+      slot->timer.cancel();
+      if (slot->state == SlotState::delivering) slot->client->close();
+    }
+    if (flusher_client_) flusher_client_->close();
+  }
+
+  void flusher_timer_cancel() {
+    if (flusher_timer_) flusher_timer_->cancel();
+  }
+
+  // Waits `delay` on `timer`; false when the wait was cut short by shutdown.
+  static asio::awaitable<bool> wait(asio::steady_timer& timer, milliseconds delay) {
+    timer.expires_after(delay);
+    auto [ec] = co_await timer.async_wait(use_tuple);
+    co_return !ec;
+  }
+
+  milliseconds jittered(milliseconds base, double spread) {
+    std::uniform_real_distribution<double> dist(1.0 - spread, 1.0 + spread);
+    return milliseconds(static_cast<int64_t>(static_cast<double>(base.count()) * dist(rng_)));
+  }
+
+  milliseconds error_backoff(int failures) {
+    const int64_t base = 1000LL << std::min(failures, 10);
+    return jittered(std::min(milliseconds(base), settings_.max_error_backoff), 0.25);
+  }
+
+  asio::awaitable<void> slot_loop(Slot& slot) {
+    int failures = 0;
+    while (!stopping_) {
+      slot.state = SlotState::polling;
+      auto answer = co_await slot.client->get_task();
+      if (stopping_) break;
+      if (!answer.ok() && answer.status != 404) {
+        if (answer.status == 0) {
+          spdlog::error("slot {}: cannot reach the backend: {}", slot.index, answer.error);
+          if (settings_.once) {
+            exit_code_ = exit_infrastructure;
+            begin_shutdown();
+            break;
+          }
+        } else if (answer.status == 403) {
+          spdlog::error("slot {}: the backend refused access (HTTP 403): this account lacks the role to take tasks",
+                        slot.index);
+        } else if (answer.status == 401) {
+          spdlog::error("slot {}: the backend refused the credentials (HTTP 401){}", slot.index,
+                        answer.error.empty() ? "" : ": " + answer.error);
+        } else {
+          spdlog::warn("slot {}: the backend answered HTTP {} to the task request: {}", slot.index, answer.status,
+                       utf8_truncate(make_valid_utf8(answer.body), 512));
+        }
+        const auto delay = answer.retry_after ? milliseconds(*answer.retry_after) : error_backoff(failures++);
+        slot.state = SlotState::idle;
+        if (!co_await wait(slot.timer, delay)) break;
+        continue;
+      }
+      failures = 0;
+      auto poll = classify_poll_answer(answer.status, answer.body);
+      if (std::holds_alternative<NoTask>(poll)) {
+        slot.state = SlotState::idle;
+        if (!co_await wait(slot.timer, jittered(settings_.check_interval, 0.1))) break;
+        continue;
+      }
+      if (auto* bad = std::get_if<MalformedTask>(&poll)) {
+        spdlog::error("slot {}: the backend sent a malformed task ({}); raw body: {}", slot.index, bad->reason,
+                      utf8_truncate(make_valid_utf8(answer.body), 4096));
+        if (bad->identity) {
+          RunFacts facts;
+          facts.failure = "The task is malformed: " + bad->reason + ".";
+          const auto payload = build_payload(nullptr, facts, executor_.settings().payload);
+          co_await deliver(slot, bad->identity->text(), serialize_payload(payload, *bad->identity), nullptr);
+        }
+        if (settings_.once) {
+          exit_code_ = exit_usage;
+          begin_shutdown();
+          break;
+        }
+        continue;
+      }
+      const auto& task = std::get<Task>(poll);
+      co_await run_task(slot, task);
+      if (settings_.once) {
+        begin_shutdown();
+        break;
+      }
+    }
+    slot.state = SlotState::done;
+  }
+
+  asio::awaitable<void> run_task(Slot& slot, const Task& task) {
+    spdlog::info("slot {}: took task {} ({}{})", slot.index, task.identity.text(), task.repository_url,
+                 task.branch ? " @ " + *task.branch : "");
+    slot.state = SlotState::running;
+    slot.stop = std::stop_source();
+    const auto slot_dir = settings_.work_dir / "slots" / std::to_string(slot.index);
+    auto token = slot.stop.get_token();
+    int code = exit_ok;
+    // The task and the spool write (fsync) run on a worker; the result comes back here.
+    auto spooled = co_await asio::co_spawn(
+        workers_,
+        [&]() -> asio::awaitable<SpooledPayload> {
+          auto payload = executor_.run(task, slot_dir, token);
+          code = exit_code_for(payload);
+          co_return spool_payload(task.identity.text(), serialize_payload(payload, task.identity));
+        },
+        asio::use_awaitable);
+    if (settings_.once) exit_code_ = code;
+    co_await deliver(slot, task.identity.text(), std::move(spooled.body), &spooled.entry);
+  }
+
+  SpooledPayload spool_payload(const std::string& identity, std::string body) {
+    SpooledPayload spooled;
+    auto entry = spool_.add(identity, body);
+    if (entry) spooled.entry = *entry;
+    else spdlog::error("the result of task {} could not be spooled ({}); delivering from memory", identity,
+                       entry.error().message);
+    spooled.body = std::move(body);
+    return spooled;
+  }
+
+  // Posts until a 2xx or a final 4xx; retries with back-off otherwise. A payload that
+  // is not delivered when the agent stops stays in the spool for the next start.
+  asio::awaitable<void> deliver(Slot& slot, const std::string& identity, std::string body,
+                                const std::optional<std::filesystem::path>* entry) {
+    slot.state = SlotState::delivering;
+    std::optional<std::filesystem::path> spooled;
+    if (entry != nullptr) spooled = *entry;
+    else spooled = spool_payload(identity, body).entry;
+    co_await deliver_spooled(*slot.client, slot.timer, identity, body, spooled);
+  }
+
+  asio::awaitable<bool> deliver_spooled(BackendClient& client, asio::steady_timer& timer, const std::string& identity,
+                                        const std::string& body, const std::optional<std::filesystem::path>& entry) {
+    for (int attempt = 0;; ++attempt) {
+      auto answer = co_await client.post_result(body);
+      if (answer.ok()) {
+        spdlog::info("result of task {} delivered (HTTP {})", identity, answer.status);
+        if (entry) spool_.remove(*entry);
+        co_return true;
+      }
+      const bool final_refusal = answer.status >= 400 && answer.status < 500 && answer.status != 401 &&
+                                 answer.status != 408 && answer.status != 429;
+      if (final_refusal) {
+        spdlog::error("the backend rejected the result of task {} (HTTP {}): {}", identity, answer.status,
+                      utf8_truncate(make_valid_utf8(answer.body), 2048));
+        if (entry) spool_.reject(*entry, answer.status, answer.body);
+        co_return true;
+      }
+      const auto delay = answer.retry_after ? milliseconds(*answer.retry_after) : error_backoff(attempt);
+      spdlog::warn("posting the result of task {} failed ({}); retrying in {:.1f} s", identity,
+                   answer.status == 0 ? answer.error : "HTTP " + std::to_string(answer.status),
+                   static_cast<double>(delay.count()) / 1000.0);
+      if (hard_stopped_ || (stopping_ && shutdown_deadline_passed())) break;
+      if (!co_await wait(timer, delay) && hard_stopped_) break;
+    }
+    spdlog::warn("the result of task {} stays in the spool{}", identity,
+                 entry ? " (" + entry->string() + ") for the next start" : " only in memory and is lost");
+    co_return false;
+  }
+
+  bool shutdown_deadline_passed() const { return grace_timer_.expiry() <= std::chrono::steady_clock::now(); }
+
+  // Delivers payloads a previous run left in the spool.
+  asio::awaitable<void> flush_spool() {
+    const auto entries = spool_.pending();
+    if (entries.empty()) co_return;
+    spdlog::info("{} undelivered result(s) in the spool {}: delivering", entries.size(), spool_.dir().string());
+    flusher_client_ = make_client_(io_.get_executor(), -1);
+    asio::steady_timer timer(io_);
+    flusher_timer_ = &timer;
+    for (const auto& entry : entries) {
+      auto body = spool_.read(entry);
+      if (!body) {
+        spdlog::error("{}", body.error().message);
+        continue;
+      }
+      const bool settled = co_await deliver_spooled(*flusher_client_, timer, entry.filename().string(), *body, entry);
+      if (!settled) break;
+    }
+    flusher_timer_ = nullptr;
+  }
+
+  const DaemonSettings& settings_;
+  const TaskExecutor& executor_;
+  const BackendClientFactory& make_client_;
+  asio::io_context io_{1};
+  asio::thread_pool workers_;
+  asio::signal_set signals_;
+  asio::steady_timer grace_timer_;
+  Spool spool_;
+  std::mt19937 rng_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::unique_ptr<BackendClient> flusher_client_;
+  asio::steady_timer* flusher_timer_ = nullptr;
+  int active_ = 0;
+  bool stopping_ = false;
+  bool hard_stopped_ = false;
+  int exit_code_ = exit_ok;
+};
+
+}  // namespace
+
+Daemon::Daemon(DaemonSettings settings, const TaskExecutor& executor, BackendClientFactory make_client)
+    : settings_(std::move(settings)), executor_(executor), make_client_(std::move(make_client)) {}
+
+int Daemon::run() {
+  Agent agent(settings_, executor_, make_client_);
+  return agent.run();
+}
+
+}  // namespace proctor

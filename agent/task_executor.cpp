@@ -1,1 +1,274 @@
-// placeholder: filled in by its module's work
+#include "agent/task_executor.hpp"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "agent/url.hpp"
+#include "agent/workspace.hpp"
+#include "common/junit.hpp"
+#include "common/text.hpp"
+
+namespace proctor {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string upper_key(std::string_view key) {
+  std::string out;
+  for (char c : key) {
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    out.push_back(alnum ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : '_');
+  }
+  return out;
+}
+
+std::string exit_code_list(const std::vector<int>& codes) {
+  std::vector<std::string> parts;
+  for (int c : codes) parts.push_back(std::to_string(c));
+  return "[" + join(parts, ", ") + "]";
+}
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+  std::ostringstream out;
+  out << static_cast<double>(ms.count()) / 1000.0;
+  return out.str();
+}
+
+// Report files: `junit_xml` when written, then each `reports` glob (wildcards in the
+// file-name part only) relative to the service folder.
+std::vector<fs::path> find_reports(const fs::path& junit_xml, const std::vector<std::string>& globs,
+                                   const fs::path& service_dir) {
+  std::vector<fs::path> found;
+  std::error_code ec;
+  if (fs::is_regular_file(junit_xml, ec)) found.push_back(junit_xml);
+  for (const auto& pattern : globs) {
+    const fs::path full = fs::path(pattern).is_absolute() ? fs::path(pattern) : service_dir / pattern;
+    std::vector<fs::path> matches;
+    for (auto it = fs::directory_iterator(full.parent_path(), ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      if (it->is_regular_file(ec) && ::fnmatch(full.filename().c_str(), it->path().filename().c_str(), 0) == 0) {
+        matches.push_back(it->path());
+      }
+    }
+    std::sort(matches.begin(), matches.end());
+    for (auto& m : matches) {
+      if (std::find(found.begin(), found.end(), m) == found.end()) found.push_back(std::move(m));
+    }
+  }
+  return found;
+}
+
+std::string signal_name(int sig) {
+  const char* abbrev = ::sigabbrev_np(sig);
+  return abbrev != nullptr ? std::string("SIG") + abbrev : std::to_string(sig);
+}
+
+}  // namespace
+
+const char* to_string(TaskPhase phase) {
+  switch (phase) {
+    case TaskPhase::fetching: return "fetch";
+    case TaskPhase::preparing: return "prepare";
+    case TaskPhase::running: return "service";
+    case TaskPhase::reading_report: return "report";
+    case TaskPhase::done: return "done";
+  }
+  return "?";
+}
+
+std::string repository_kind(const Task& task) {
+  if (task.repository_type) return *task.repository_type;
+  const auto scheme = repository_scheme(task.repository_url);
+  if (scheme == "svn" || scheme == "svn+ssh") return "svn";
+  if (scheme == "s3") return "s3";
+  if (scheme == "http" || scheme == "https") {
+    const std::string_view url = task.repository_url;
+    const auto path = url.substr(0, url.find_first_of("?#"));
+    for (std::string_view ext : {".zip", ".tar.gz", ".tgz", ".tar.xz", ".tar"}) {
+      if (path.size() >= ext.size() && path.substr(path.size() - ext.size()) == ext) return "http";
+    }
+  }
+  return "git";
+}
+
+TaskExecutor::TaskExecutor(std::map<std::string, Fetcher*> fetchers, ProcessRunner& runner, ExecutorSettings settings)
+    : fetchers_(std::move(fetchers)), runner_(runner), settings_(std::move(settings)) {}
+
+Result<ServiceDefinition> TaskExecutor::find_service(const Task& task) const {
+  if (task.service) {
+    const auto& name = *task.service;
+    if (!settings_.services_dir) {
+      return make_error("the task asks for the service '" + name + "' but the agent has no --services folder");
+    }
+    if (name.find('/') != std::string::npos || name == "." || name == "..") {
+      return make_error("the service name '" + name + "' is not a plain name");
+    }
+    const auto dir = *settings_.services_dir / name;
+    std::error_code ec;
+    if (!fs::exists(dir, ec)) {
+      return make_error("no service named '" + name + "' in " + settings_.services_dir->string());
+    }
+    return load_service(dir);
+  }
+  if (settings_.service_path) return load_service(*settings_.service_path);
+  return make_error("the agent has no service to run: give --service, or --services with a task 'service' field");
+}
+
+Result<Checkout> TaskExecutor::fetch_submission(const Task& task, const fs::path& cache_root,
+                                                std::stop_token cancel) const {
+  const std::string& url = task.repository_url;
+  if (!url.empty() && url.front() == '-') {
+    return make_error("the repository URL '" + redact_url(url) + "' looks like a command-line option");
+  }
+  const auto scheme = repository_scheme(url);
+  const auto& allowed = settings_.allowed_schemes;
+  if (std::find(allowed.begin(), allowed.end(), scheme) == allowed.end()) {
+    return make_error("the repository URL scheme '" + scheme + "' is not allowed (allowed: " + join(allowed, ",") +
+                      "; see --allow-schemes)");
+  }
+  const auto kind = repository_kind(task);
+  const auto it = fetchers_.find(kind);
+  if (it == fetchers_.end() || it->second == nullptr) {
+    return make_error("repositories of type '" + kind + "' are not supported by this agent");
+  }
+  return it->second->fetch(SourceSpec{url, task.branch, task.revision}, cache_root / kind, std::move(cancel));
+}
+
+ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std::stop_token cancel,
+                                const std::function<void(TaskPhase)>& on_phase) const {
+  const auto phase = [&](TaskPhase p) {
+    if (on_phase) on_phase(p);
+  };
+  const auto fail = [&](std::string sentence, std::string tail = {}) {
+    spdlog::warn("task {}: {}", task.identity.text(), sentence);
+    RunFacts facts;
+    facts.failure = std::move(sentence);
+    facts.output_tail = std::move(tail);
+    phase(TaskPhase::done);
+    return build_payload(nullptr, facts, settings_.payload);
+  };
+
+  SlotWorkspace workspace(slot_dir);
+  auto folders = workspace.start_task();
+  if (!folders) return fail("The agent could not prepare its workspace: " + folders.error().message + ".");
+
+  auto service = find_service(task);
+  if (!service) return fail("The service could not be loaded: " + service.error().message + ".");
+
+  phase(TaskPhase::fetching);
+  if (cancel.stop_requested()) return fail("The agent shut down before the task ran.");
+  auto checkout = fetch_submission(task, workspace.repos_dir(), cancel);
+  if (!checkout) {
+    if (cancel.stop_requested()) return fail("The agent shut down while fetching the submission.");
+    return fail("Fetching the submission failed: " + checkout.error().message + ".");
+  }
+  spdlog::info("task {}: submission at {} ({}{})", task.identity.text(), checkout->commit.substr(0, 12),
+               checkout->dir.string(), checkout->reused ? ", reused" : "");
+
+  phase(TaskPhase::preparing);
+  if (auto copied = copy_tree(service->dir, folders->service_dir); !copied) {
+    return fail("The service could not be copied into the workspace: " + copied.error().message + ".");
+  }
+  const fs::path task_results = settings_.results_dir / safe_folder_name(task.identity.text());
+  std::error_code ec;
+  fs::create_directories(task_results, ec);
+
+  // Inputs: the service's defaults, then the task's fields and the agent's paths.
+  std::map<std::string, std::string> inputs;
+  for (const auto& property : service->spec.properties) {
+    if (property.direction != "output") inputs[property.key] = property.value;
+  }
+  for (auto& [key, value] : task_inputs(task)) inputs[key] = std::move(value);
+  inputs["repository_dir"] = checkout->dir.string();
+  inputs["junit_xml"] = folders->junit_xml.string();
+  inputs["results_dir"] = task_results.string();
+  for (const auto& property : service->spec.properties) {
+    if (property.mandatory && property.direction != "output" && trim(inputs[property.key]).empty()) {
+      return fail("The service's mandatory input '" + property.key + "' has no value.");
+    }
+  }
+  auto command = expand_command(service->spec.cmd, inputs);
+  if (!command) return fail("The service command cannot be built: " + command.error().message + ".");
+
+  nlohmann::json input_json = nlohmann::json::object();
+  for (const auto& [key, value] : inputs) input_json[key] = make_valid_utf8(value);
+  if (auto written = write_file_atomically(folders->service_dir / "input.json", input_json.dump(2)); !written) {
+    return fail("The service input could not be written: " + written.error().message + ".");
+  }
+
+  ProcessSpec spec;
+  spec.argv = {"/bin/sh", "-c", *command};
+  spec.working_dir = folders->service_dir;
+  for (const auto& name : settings_.env_allow) {
+    if (const char* value = std::getenv(name.c_str()); value != nullptr) spec.env.emplace_back(name, value);
+  }
+  if (std::none_of(spec.env.begin(), spec.env.end(), [](const auto& kv) { return kv.first == "PATH"; })) {
+    spec.env.emplace_back("PATH", "/usr/local/bin:/usr/bin:/bin");
+  }
+  spec.env.emplace_back("TMPDIR", folders->tmp_dir.string());
+  for (const auto& [key, value] : inputs) spec.env.emplace_back("OT_" + upper_key(key), value);
+  const double timeout_s = task.timeout_seconds.value_or(
+      service->spec.timeout_seconds.value_or(static_cast<double>(settings_.default_timeout.count()) / 1000.0));
+  spec.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000.0));
+  spec.kill_grace = settings_.kill_grace;
+  spec.log_file = folders->log_file;
+  spec.tail_bytes = settings_.payload.details_tail;
+
+  phase(TaskPhase::running);
+  spdlog::info("task {}: running service {} (timeout {} s)", task.identity.text(), service->spec_file.string(),
+               timeout_s);
+  const ProcessOutcome outcome = runner_.run(spec, cancel);
+
+  phase(TaskPhase::reading_report);
+  RunFacts facts;
+  facts.output_tail = outcome.output_tail;
+  facts.wall_seconds = static_cast<double>(outcome.wall.count()) / 1000.0;
+  if (outcome.started) facts.peak_rss_kib = outcome.peak_rss_kib;
+
+  std::optional<Report> report;
+  std::string report_problem;
+  for (const auto& file : find_reports(folders->junit_xml, service->spec.reports, folders->service_dir)) {
+    auto parsed = parse_junit_file(file);
+    if (!parsed) {
+      report_problem = parsed.error().message;
+      report.reset();
+      break;
+    }
+    if (!report) report = std::move(parsed).value();
+    else merge_reports(*report, std::move(parsed).value());
+  }
+
+  const auto& valid = service->spec.valid_exit_codes;
+  if (!outcome.started) {
+    facts.failure = "The service could not start: " + outcome.start_error + ".";
+  } else if (outcome.cancelled) {
+    facts.failure = "The agent shut down while the service was running; the service was stopped.";
+  } else if (outcome.timed_out) {
+    facts.failure = "The service timed out after " + seconds_text(spec.timeout) + " s and was stopped.";
+  } else if (outcome.term_signal) {
+    facts.failure = "The service was killed by signal " + signal_name(*outcome.term_signal) + ".";
+  } else if (outcome.exit_code && std::find(valid.begin(), valid.end(), *outcome.exit_code) == valid.end() &&
+             !(*outcome.exit_code == 1 && report)) {
+    // Exit 1 with a readable report is how test runners say "tests failed".
+    facts.failure = "The service exited with code " + std::to_string(*outcome.exit_code) +
+                    ", which is not in valid_exit_codes " + exit_code_list(valid) + ".";
+  } else if (!report_problem.empty()) {
+    facts.failure = "The service's report is unreadable: " + report_problem + ".";
+  } else if (!report) {
+    facts.failure = "The service wrote no report (expected " + folders->junit_xml.string() + ").";
+  }
+  auto payload = build_payload(report ? &*report : nullptr, facts, settings_.payload);
+  spdlog::info("task {}: {} ({} cases, {:.3f} s, peak {} KiB){}", task.identity.text(),
+               payload.error ? "error" : (payload.passed ? "passed" : "failed"), payload.cases.size(),
+               facts.wall_seconds, outcome.peak_rss_kib, facts.failure ? ": " + *facts.failure : "");
+  phase(TaskPhase::done);
+  return payload;
+}
+
+}  // namespace proctor

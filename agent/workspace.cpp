@@ -1,1 +1,69 @@
-// placeholder: filled in by its module's work
+#include "agent/workspace.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace proctor {
+
+namespace fs = std::filesystem;
+
+SlotWorkspace::SlotWorkspace(fs::path slot_dir) : root_(std::move(slot_dir)) {}
+
+Result<TaskFolders> SlotWorkspace::start_task() const {
+  TaskFolders folders;
+  folders.root = root_ / "run";
+  folders.service_dir = folders.root / "service";
+  folders.reports_dir = folders.root / "reports";
+  folders.junit_xml = folders.reports_dir / "junit.xml";
+  folders.log_file = folders.root / "log.txt";
+  folders.tmp_dir = folders.root / "tmp";
+  std::error_code ec;
+  fs::remove_all(folders.root, ec);
+  if (ec) return make_error("cannot empty the task folder " + folders.root.string() + ": " + ec.message());
+  for (const auto& dir : {folders.reports_dir, folders.tmp_dir, repos_dir()}) {
+    fs::create_directories(dir, ec);
+    if (ec) return make_error("cannot create " + dir.string() + ": " + ec.message());
+  }
+  return folders;
+}
+
+Result<void> copy_tree(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::create_directories(to, ec);
+  if (ec) return make_error("cannot create " + to.string() + ": " + ec.message());
+  for (auto it = fs::directory_iterator(from, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    if (it->path().filename() == ".git") continue;
+    fs::copy(it->path(), to / it->path().filename(),
+             fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
+    if (ec) return make_error("cannot copy " + it->path().string() + " to " + to.string() + ": " + ec.message());
+  }
+  if (ec) return make_error("cannot read the folder " + from.string() + ": " + ec.message());
+  return {};
+}
+
+Result<void> write_file_atomically(const fs::path& path, std::string_view content) {
+  const fs::path tmp = path.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return make_error("cannot write " + tmp.string() + ": " + std::strerror(errno));
+  std::size_t written = 0;
+  while (written < content.size()) {
+    const auto n = ::write(fd, content.data() + written, content.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const std::string why = std::strerror(errno);
+      ::close(fd);
+      return make_error("cannot write " + tmp.string() + ": " + why);
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) return make_error("cannot flush " + tmp.string() + ": " + std::strerror(errno));
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return make_error("cannot rename " + tmp.string() + " to " + path.string() + ": " + std::strerror(errno));
+  }
+  return {};
+}
+
+}  // namespace proctor

@@ -21,7 +21,7 @@ endif()
 add_library(project_warnings INTERFACE)
 target_compile_options(project_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wcast-align
-  -Wunused -Woverloaded-virtual -Wnull-dereference -Wdouble-promotion -Wformat=2
+  -Wunused -Woverloaded-virtual -Wdouble-promotion -Wformat=2
   -Wimplicit-fallthrough)
 if(PROCTOR_WERROR)
   target_compile_options(project_warnings INTERFACE -Werror)

@@ -4,11 +4,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/report.hpp"
 #include "common/task.hpp"
@@ -53,10 +52,12 @@ std::string case_display_name(const TestCase& test_case, const std::string& stri
 ResultPayload build_payload(const Report* report, const RunFacts& facts,
                             const PayloadOptions& options);
 
-// The payload in a dialect, without identity (`runner convert`).
-nlohmann::json to_wire(const ResultPayload& payload, Dialect dialect);
+// Writes the payload as wire JSON in `dialect`, echoing `identity` when given (null for
+// `runner convert`). Streams case by case, so a 100,000-case payload needs no JSON tree.
+void write_payload(std::ostream& out, const ResultPayload& payload, Dialect dialect,
+                   const TaskIdentity* identity);
 
-// The payload in the task's dialect with its identity echoed back.
-nlohmann::json to_wire(const ResultPayload& payload, const TaskIdentity& identity);
+// The payload as the task's wire JSON: the body that is POSTed.
+std::string serialize_payload(const ResultPayload& payload, const TaskIdentity& identity);
 
 }  // namespace proctor

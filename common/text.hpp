@@ -35,4 +35,8 @@ std::vector<std::string> split_list(std::string_view s, char sep = ',');
 // Joins `parts` with `sep`.
 std::string join(const std::vector<std::string>& parts, std::string_view sep);
 
+// Replaces characters outside [A-Za-z0-9._-] with '_' so `text` can name a file or
+// folder; never returns "", "." or "..".
+std::string safe_folder_name(std::string_view text);
+
 }  // namespace proctor

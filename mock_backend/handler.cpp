@@ -1,1 +1,523 @@
-// placeholder: filled in by its module's work
+#include "mock_backend/handler.hpp"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <iterator>
+#include <sstream>
+#include <utility>
+
+namespace proctor::mock {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kJson = "application/json";
+constexpr std::string_view kBase64Url =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+bool iequals(std::string_view a, std::string_view b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+    auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+    return lower(x) == lower(y);
+  });
+}
+
+std::optional<std::string_view> find_header(const std::vector<Header>& headers, std::string_view name) {
+  for (const Header& h : headers) {
+    if (iequals(h.name, name)) return std::string_view(h.value);
+  }
+  return std::nullopt;
+}
+
+std::string_view trim_spaces(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+std::optional<int64_t> parse_int(std::string_view s) {
+  int64_t value = 0;
+  const char* end = s.data() + s.size();
+  auto [ptr, ec] = std::from_chars(s.data(), end, value);
+  if (s.empty() || ec != std::errc() || ptr != end) return std::nullopt;
+  return value;
+}
+
+int64_t unix_ms(TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// True when `target` is the endpoint `api`. The query string is ignored unless the
+// configured path itself has one, so `?runner=x` style extras still reach the endpoint.
+bool matches(std::string_view target, std::string_view api) {
+  if (api.find('?') != std::string_view::npos) return target == api;
+  return target.substr(0, target.find('?')) == api;
+}
+
+// Compact JSON; bytes that are not UTF-8 (a client may send them in a target or header
+// that the request log echoes) become U+FFFD instead of throwing.
+std::string dump(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Response json_response(int status, const json& body) {
+  return Response{status, {{"Content-Type", std::string(kJson)}}, dump(body), {}, false, {}};
+}
+
+Response error_response(int status, const std::string& message) {
+  return json_response(status, json{{"error", message}});
+}
+
+Response unauthorized(const std::string& message) {
+  Response r = error_response(401, message);
+  r.headers.push_back({"WWW-Authenticate", "Bearer"});
+  return r;
+}
+
+std::string describe(const FaultRule& rule) {
+  static constexpr std::array<std::string_view, 4> kEndpoints = {"get", "post", "login", "refresh"};
+  std::string text(kEndpoints.at(static_cast<std::size_t>(rule.endpoint)));
+  switch (rule.kind) {
+    case FaultKind::status: return text + ":" + std::to_string(rule.status);
+    case FaultKind::garbage: return text + ":garbage";
+    case FaultKind::slow: return text + ":slow=" + std::to_string(rule.delay.count());
+    case FaultKind::close: return text + ":close";
+  }
+  return text;
+}
+
+// The answer a fault gives in place of the real one (every kind but `slow`).
+Response fault_response(const FaultRule& rule) {
+  Response r;
+  switch (rule.kind) {
+    case FaultKind::status:
+      r = error_response(rule.status, "injected fault: HTTP " + std::to_string(rule.status));
+      if (rule.status == 429) r.headers.push_back({"Retry-After", "1"});
+      break;
+    case FaultKind::garbage:
+      r = Response{200, {{"Content-Type", "text/html"}}, "<html><body>injected garbage: not JSON</body></html>",
+                   {}, false, {}};
+      break;
+    case FaultKind::close:
+      r.close_without_answer = true;
+      break;
+    case FaultKind::slow:
+      break;  // not a replacement answer: the caller delays the real one
+  }
+  r.fault = describe(rule);
+  return r;
+}
+
+// The identity a result is deduplicated on: its `id` or `attempt` (SPEC §2.2).
+std::optional<std::string> result_identity(const json& result) {
+  if (!result.is_object()) return std::nullopt;
+  if (auto it = result.find("id"); it != result.end()) return "id:" + dump(*it);
+  if (auto it = result.find("attempt"); it != result.end()) return "attempt:" + dump(*it);
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string_view> Request::header(std::string_view name) const {
+  return find_header(headers, name);
+}
+
+std::optional<std::string_view> Response::header(std::string_view name) const {
+  return find_header(headers, name);
+}
+
+Result<EmptyAnswer> parse_empty_answer(std::string_view text) {
+  if (text == "unavailable") return EmptyAnswer::unavailable;
+  if (text == "204") return EmptyAnswer::no_content;
+  if (text == "404") return EmptyAnswer::not_found;
+  if (text == "empty") return EmptyAnswer::empty_body;
+  return make_error("the empty answer '" + std::string(text) + "' is not one of unavailable, 204, 404 or empty.");
+}
+
+Result<FaultRule> parse_fault_rule(std::string_view text) {
+  const std::string quoted = "fault rule '" + std::string(text) + "'";
+  std::vector<std::string_view> parts;
+  for (std::string_view rest = text;;) {
+    const auto colon = rest.find(':');
+    parts.push_back(rest.substr(0, colon));
+    if (colon == std::string_view::npos) break;
+    rest.remove_prefix(colon + 1);
+  }
+  if (parts.size() < 2 || parts.size() > 3) {
+    return make_error(quoted + " must look like ENDPOINT:KIND[:COUNT], e.g. post:500:2.");
+  }
+  FaultRule rule;
+  if (parts[0] == "get") {
+    rule.endpoint = FaultEndpoint::get;
+  } else if (parts[0] == "post") {
+    rule.endpoint = FaultEndpoint::post;
+  } else if (parts[0] == "login") {
+    rule.endpoint = FaultEndpoint::login;
+  } else if (parts[0] == "refresh") {
+    rule.endpoint = FaultEndpoint::refresh;
+  } else {
+    return make_error(quoted + ": the endpoint must be get, post, login or refresh.");
+  }
+  const std::string_view kind = parts[1];
+  if (kind == "garbage") {
+    rule.kind = FaultKind::garbage;
+  } else if (kind == "close") {
+    rule.kind = FaultKind::close;
+  } else if (kind.starts_with("slow=")) {
+    const auto ms = parse_int(kind.substr(5));
+    if (!ms || *ms < 0) return make_error(quoted + ": slow=MS needs a number of milliseconds.");
+    rule.kind = FaultKind::slow;
+    rule.delay = std::chrono::milliseconds(*ms);
+  } else if (const auto status = parse_int(kind); status && *status >= 200 && *status <= 599) {
+    rule.kind = FaultKind::status;
+    rule.status = static_cast<int>(*status);
+  } else {
+    return make_error(quoted + ": the kind must be an HTTP status (200-599), garbage, slow=MS or close.");
+  }
+  if (parts.size() == 3) {
+    const auto count = parse_int(parts[2]);
+    if (!count || *count < 1 || *count > 1'000'000) {
+      return make_error(quoted + ": the count must be a positive number.");
+    }
+    rule.count = static_cast<int>(*count);
+  }
+  return rule;
+}
+
+Result<Credentials> parse_credentials(std::string_view text) {
+  const auto colon = text.find(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return make_error("the credentials must look like USER:PASSWORD.");
+  }
+  return Credentials{std::string(text.substr(0, colon)), std::string(text.substr(colon + 1))};
+}
+
+Result<std::vector<json>> parse_tasks(std::string_view text) {
+  json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) return make_error("the tasks are not valid JSON.");
+  std::vector<json> tasks;
+  if (parsed.is_array()) {
+    for (json& task : parsed) tasks.push_back(std::move(task));
+  } else {
+    tasks.push_back(std::move(parsed));
+  }
+  return tasks;
+}
+
+Result<std::vector<json>> load_tasks_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error("could not read the tasks file " + path.string() + ".");
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto tasks = parse_tasks(text.str());
+  if (!tasks) return make_error("the tasks file " + path.string() + " is not valid JSON.");
+  return tasks;
+}
+
+std::string base64url_encode(std::string_view bytes) {
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  uint32_t buffer = 0;
+  int bits = 0;
+  for (const char c : bytes) {
+    buffer = (buffer << 8U) | static_cast<unsigned char>(c);
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(kBase64Url[(buffer >> static_cast<unsigned>(bits)) & 0x3FU]);
+    }
+  }
+  if (bits > 0) out.push_back(kBase64Url[(buffer << static_cast<unsigned>(6 - bits)) & 0x3FU]);
+  return out;
+}
+
+std::optional<std::string> base64url_decode(std::string_view text) {
+  while (!text.empty() && text.back() == '=') text.remove_suffix(1);
+  std::string out;
+  uint32_t buffer = 0;
+  int bits = 0;
+  for (const char c : text) {
+    const auto index = kBase64Url.find(c);
+    if (index == std::string_view::npos) return std::nullopt;
+    buffer = (buffer << 6U) | static_cast<uint32_t>(index);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((buffer >> static_cast<unsigned>(bits)) & 0xFFU));
+    }
+  }
+  return out;
+}
+
+Backend::Backend(Config config) : config_(std::move(config)), random_(std::random_device{}()) {}
+
+Result<Backend> Backend::create(Config config, std::vector<json> tasks, TimePoint now) {
+  Backend backend(std::move(config));
+  for (const FaultRule& rule : backend.config_.faults) backend.faults_.push_back(rule);
+  for (const json& task : tasks) backend.queue_.push_back({dump(task), now});
+  if (backend.config_.results_file) {
+    backend.results_out_.open(*backend.config_.results_file, std::ios::app | std::ios::binary);
+    if (!backend.results_out_) {
+      return make_error("could not open the results file " + backend.config_.results_file->string() +
+                        " for appending.");
+    }
+  }
+  return backend;
+}
+
+Response Backend::handle(const Request& request, TimePoint now) {
+  RequestRecord record;
+  record.method = request.method;
+  record.target = request.target;
+  record.time = now;
+  if (auto ua = request.header("User-Agent")) record.user_agent = std::string(*ua);
+  if (auto runner = request.header("X-Runner-Id")) record.runner_id = std::string(*runner);
+  record.authorization_present = request.header("Authorization").has_value();
+  Response response = dispatch(request, now, record);
+  record.status = response.close_without_answer ? 0 : response.status;
+  requests_.push_back(std::move(record));
+  return response;
+}
+
+Response Backend::dispatch(const Request& request, TimePoint now, RequestRecord& record) {
+  enum class Endpoint { task, result, login, refresh, add_tasks, add_raw_task, add_faults, requests, stats, results };
+  struct Route {
+    std::string_view method;
+    std::string_view path;  // empty: the route is off
+    Endpoint endpoint;
+  };
+  const bool auth = config_.auth.has_value();
+  // Login and refresh exist only with --auth, as on a backend that has no accounts.
+  const std::array<Route, 10> routes = {{
+      {"GET", config_.get_api, Endpoint::task},
+      {"POST", config_.post_api, Endpoint::result},
+      {"POST", auth ? std::string_view(config_.login_api) : std::string_view(), Endpoint::login},
+      {"POST", auth ? std::string_view(config_.refresh_api) : std::string_view(), Endpoint::refresh},
+      {"POST", "/admin/tasks", Endpoint::add_tasks},
+      {"POST", "/admin/raw-task", Endpoint::add_raw_task},
+      {"POST", "/admin/faults", Endpoint::add_faults},
+      {"GET", "/admin/requests", Endpoint::requests},
+      {"GET", "/admin/stats", Endpoint::stats},
+      {"GET", "/results", Endpoint::results},
+  }};
+
+  std::optional<Endpoint> endpoint;
+  std::string allowed;
+  for (const Route& r : routes) {
+    if (r.path.empty() || !matches(request.target, r.path)) continue;
+    if (r.method == request.method) {
+      endpoint = r.endpoint;
+      break;
+    }
+    allowed += allowed.empty() ? std::string(r.method) : ", " + std::string(r.method);
+  }
+  if (!endpoint) {
+    if (allowed.empty()) return error_response(404, "no endpoint " + request.method + " " + request.target);
+    Response r = error_response(405, "use " + allowed + " on " + request.target);
+    r.headers.push_back({"Allow", allowed});
+    return r;
+  }
+
+  // Faults come first, as from a proxy in front of the application: they hit before auth.
+  std::optional<FaultRule> fault;
+  switch (*endpoint) {
+    case Endpoint::task: fault = take_fault(FaultEndpoint::get); break;
+    case Endpoint::result: fault = take_fault(FaultEndpoint::post); break;
+    case Endpoint::login: fault = take_fault(FaultEndpoint::login); break;
+    case Endpoint::refresh: fault = take_fault(FaultEndpoint::refresh); break;
+    default: break;
+  }
+  if (fault && fault->kind != FaultKind::slow) return fault_response(*fault);
+
+  Response response;
+  switch (*endpoint) {
+    case Endpoint::task: response = serve_task(request, now, record); break;
+    case Endpoint::result: response = accept_result(request, now); break;
+    case Endpoint::login: response = login(request, now); break;
+    case Endpoint::refresh: response = refresh(request, now); break;
+    case Endpoint::add_tasks: response = add_tasks(request, now); break;
+    case Endpoint::add_raw_task: response = add_raw_task(request, now); break;
+    case Endpoint::add_faults: response = add_faults(request); break;
+    case Endpoint::requests: response = requests_log(); break;
+    case Endpoint::stats: response = stats(); break;
+    case Endpoint::results: response = results(); break;
+  }
+  if (fault) {  // a slow fault: the real answer, late
+    response.delay = fault->delay;
+    response.fault = describe(*fault);
+  }
+  return response;
+}
+
+std::optional<FaultRule> Backend::take_fault(FaultEndpoint endpoint) {
+  for (auto it = faults_.begin(); it != faults_.end(); ++it) {
+    if (it->endpoint != endpoint) continue;
+    FaultRule rule = *it;
+    if (--it->count <= 0) faults_.erase(it);
+    return rule;
+  }
+  return std::nullopt;
+}
+
+std::optional<Response> Backend::check_bearer(const Request& request, TimePoint now) const {
+  if (!config_.auth) return std::nullopt;
+  const auto header = request.header("Authorization");
+  if (!header) return unauthorized("this endpoint needs an Authorization: Bearer token from " + config_.login_api);
+  const std::string_view value = trim_spaces(*header);
+  const auto space = value.find(' ');
+  if (space == std::string_view::npos || !iequals(value.substr(0, space), "Bearer")) {
+    return unauthorized("the Authorization header must be 'Bearer <token>'");
+  }
+  const auto token = access_tokens_.find(std::string(trim_spaces(value.substr(space + 1))));
+  if (token == access_tokens_.end()) return unauthorized("the bearer token is not one this backend issued");
+  if (now >= token->second) return unauthorized("the bearer token has expired; refresh it or log in again");
+  return std::nullopt;
+}
+
+Response Backend::serve_task(const Request& request, TimePoint now, RequestRecord& record) {
+  if (auto denied = check_bearer(request, now)) return *denied;
+  std::deque<QueuedTask>& source = raw_tasks_.empty() ? queue_ : raw_tasks_;
+  if (source.empty()) {
+    switch (config_.empty_answer) {
+      case EmptyAnswer::unavailable: return json_response(200, json{{"status", "UNAVAILABLE"}});
+      case EmptyAnswer::no_content: return Response{204, {{"Content-Type", std::string(kJson)}}, "", {}, false, {}};
+      case EmptyAnswer::not_found: return error_response(404, "no task available");
+      case EmptyAnswer::empty_body: return Response{200, {{"Content-Type", std::string(kJson)}}, "", {}, false, {}};
+    }
+  }
+  QueuedTask task = std::move(source.front());
+  source.pop_front();
+  ++tasks_served_;
+  record.task_enqueued = task.enqueued;
+  return Response{200, {{"Content-Type", std::string(kJson)}}, std::move(task.body), {}, false, {}};
+}
+
+Response Backend::accept_result(const Request& request, TimePoint now) {
+  if (auto denied = check_bearer(request, now)) return *denied;
+  json result = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+  if (result.is_discarded()) return error_response(400, "the result body is not valid JSON");
+  if (results_out_.is_open()) {
+    results_out_ << dump(result) << '\n';
+    results_out_.flush();
+    if (!results_out_) {
+      results_out_.clear();
+      return error_response(500, "could not append the result to the results file");
+    }
+  }
+  if (auto identity = result_identity(result); identity && !result_identities_.insert(*identity).second) {
+    ++duplicate_results_;
+  }
+  ++results_by_runner_[std::string(request.header("X-Runner-Id").value_or(""))];
+  results_.push_back(std::move(result));
+  return json_response(200, json{{"status", "OK"}});
+}
+
+Response Backend::login(const Request& request, TimePoint now) {
+  const json body = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+  if (!body.is_object() || !body.contains("username") || !body["username"].is_string() ||
+      !body.contains("password") || !body["password"].is_string()) {
+    return error_response(400, "the login body must be a JSON object with string fields username and password");
+  }
+  if (body["username"].get<std::string>() != config_.auth->username ||
+      body["password"].get<std::string>() != config_.auth->password) {
+    return error_response(401, "wrong username or password");
+  }
+  return issue_tokens(config_.auth->username, now);
+}
+
+Response Backend::refresh(const Request& request, TimePoint now) {
+  const json body = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+  if (!body.is_object() || !body.contains("refreshToken") || !body["refreshToken"].is_string()) {
+    return error_response(400, "the refresh body must be a JSON object with a string field refreshToken");
+  }
+  if (refresh_tokens_.count(body["refreshToken"].get<std::string>()) == 0) {
+    return error_response(401, "unknown refresh token");
+  }
+  return issue_tokens(config_.auth->username, now);
+}
+
+Response Backend::issue_tokens(const std::string& subject, TimePoint now) {
+  std::erase_if(access_tokens_, [now](const auto& entry) { return entry.second <= now; });
+  const int64_t issued_at = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  const int64_t expires = issued_at + config_.token_ttl.count();
+  ++tokens_issued_;
+  const json header = {{"alg", "HS256"}, {"typ", "JWT"}};
+  const json payload = {{"sub", subject}, {"iat", issued_at}, {"exp", expires}, {"jti", tokens_issued_}};
+  // The signature is random and checked by lookup: the mock needs tokens, not crypto.
+  std::string access = base64url_encode(dump(header)) + "." + base64url_encode(dump(payload)) + "." +
+                       base64url_encode(random_bytes(32));
+  std::string refresh_token = base64url_encode(random_bytes(32));
+  access_tokens_[access] = TimePoint(std::chrono::seconds(expires));
+  refresh_tokens_.insert(refresh_token);
+  return json_response(200, json{{"type", "Bearer"}, {"accessToken", access}, {"refreshToken", refresh_token}});
+}
+
+Response Backend::add_tasks(const Request& request, TimePoint now) {
+  auto tasks = parse_tasks(request.body);
+  if (!tasks) return error_response(400, "the body must be one task object or an array of tasks, as JSON");
+  for (const json& task : *tasks) queue_.push_back({dump(task), now});
+  return json_response(200, json{{"queued", tasks->size()}, {"pending", raw_tasks_.size() + queue_.size()}});
+}
+
+Response Backend::add_raw_task(const Request& request, TimePoint now) {
+  raw_tasks_.push_back({request.body, now});
+  return json_response(200, json{{"queued", 1}, {"pending", raw_tasks_.size() + queue_.size()}});
+}
+
+Response Backend::add_faults(const Request& request) {
+  const json body = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+  if (!body.is_object() || !body.contains("rules") || !body["rules"].is_array()) {
+    return error_response(400, "the body must be {\"rules\": [\"ENDPOINT:KIND[:COUNT]\", ...]}");
+  }
+  std::vector<FaultRule> rules;
+  for (const json& text : body["rules"]) {
+    if (!text.is_string()) return error_response(400, "every fault rule must be a string");
+    auto rule = parse_fault_rule(text.get<std::string>());
+    if (!rule) return error_response(400, rule.error().message);
+    rules.push_back(*rule);
+  }
+  faults_.insert(faults_.end(), rules.begin(), rules.end());
+  return json_response(200, json{{"added", rules.size()}, {"pending", faults_.size()}});
+}
+
+Response Backend::requests_log() const {
+  json log = json::array();
+  for (const RequestRecord& r : requests_) {
+    json entry = {{"method", r.method},
+                  {"target", r.target},
+                  {"time_ms", unix_ms(r.time)},
+                  {"user_agent", r.user_agent ? json(*r.user_agent) : json(nullptr)},
+                  {"runner_id", r.runner_id ? json(*r.runner_id) : json(nullptr)},
+                  {"authorization_present", r.authorization_present},
+                  {"status", r.status}};
+    if (r.task_enqueued) entry["task_enqueued_ms"] = unix_ms(*r.task_enqueued);
+    log.push_back(std::move(entry));
+  }
+  return json_response(200, log);
+}
+
+Response Backend::stats() const {
+  json by_runner = json::object();
+  for (const auto& [runner, count] : results_by_runner_) by_runner[runner] = count;
+  return json_response(200, json{{"tasks_served", tasks_served_},
+                                 {"tasks_queued", raw_tasks_.size() + queue_.size()},
+                                 {"results", results_.size()},
+                                 {"results_by_runner", by_runner},
+                                 {"duplicate_results", duplicate_results_},
+                                 {"requests", requests_.size()}});
+}
+
+Response Backend::results() const {
+  return json_response(200, json(results_));
+}
+
+std::string Backend::random_bytes(std::size_t count) {
+  std::string bytes;
+  bytes.reserve(count);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (std::size_t i = 0; i < count; ++i) bytes.push_back(static_cast<char>(byte(random_)));
+  return bytes;
+}
+
+}  // namespace proctor::mock

@@ -1,1 +1,133 @@
-int main() { return 0; }
+// mock_backend: a deliberately simple backend (SPEC §2) for the integration tests and
+// the demo. Prints "listening on ADDRESS:PORT" once ready; SIGINT/SIGTERM stop it (exit 0).
+
+// GCC 12 reports a null dereference inside CLI11's inlined string splitting (a false
+// positive in library code), which would otherwise be the only warning of this file.
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "mock_backend/handler.hpp"
+#include "mock_backend/server.hpp"
+
+namespace {
+
+// Exit status for a bad command line or an unusable file or port.
+constexpr int kUsageError = 2;
+
+// Writes the port to `path` through a temporary file, so a reader never sees half of it.
+proctor::Result<void> write_port_file(const std::filesystem::path& path, unsigned short port) {
+  const std::filesystem::path temporary = path.string() + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    out << port << '\n';
+    if (!out.flush()) return proctor::make_error("could not write the port file " + temporary.string() + ".");
+  }
+  std::error_code ec;
+  std::filesystem::rename(temporary, path, ec);
+  if (ec) return proctor::make_error("could not write the port file " + path.string() + ": " + ec.message() + ".");
+  return {};
+}
+
+int fail(const std::string& message) {
+  std::cerr << "mock_backend: " << message << '\n';
+  return kUsageError;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace proctor::mock;
+
+  CLI::App app{"A deliberately simple Proctor backend for tests and demos."};
+  Config config;
+  ServerOptions server_options;
+  std::string tasks_file;
+  std::string results_file;
+  std::string empty_answer = "unavailable";
+  std::string auth;
+  int64_t token_ttl = config.token_ttl.count();
+  std::vector<std::string> fault_rules;
+  std::string port_file;
+  std::string log_level = "info";
+
+  app.add_option("--tasks", tasks_file, "JSON file with an array of tasks, served first in, first out");
+  app.add_option("--get-api", config.get_api, "Path of the task endpoint")->capture_default_str();
+  app.add_option("--post-api", config.post_api, "Path of the result endpoint")->capture_default_str();
+  app.add_option("--login-api", config.login_api, "Path of the login endpoint")->capture_default_str();
+  app.add_option("--refresh-api", config.refresh_api, "Path of the token refresh endpoint")->capture_default_str();
+  app.add_option("--empty-answer", empty_answer, "How 'no task' is said: unavailable, 204, 404 or empty")
+      ->capture_default_str();
+  app.add_option("--results", results_file, "File each accepted result is appended to as one JSON line");
+  app.add_option("--auth", auth, "USER:PASSWORD; task and result endpoints then need a bearer token");
+  app.add_option("--token-ttl", token_ttl, "Access token lifetime in seconds")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--fault", fault_rules, "ENDPOINT:KIND[:COUNT] with ENDPOINT get|post|login|refresh and KIND an "
+                                         "HTTP status, garbage, slow=MS or close (repeatable)");
+  app.add_option("--port", server_options.port, "Port to listen on; 0 picks a free one")->capture_default_str();
+  app.add_option("--bind", server_options.bind_address, "Address to listen on")->capture_default_str();
+  app.add_option("--port-file", port_file, "File the chosen port is written to once listening");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical or off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kUsageError;  // --help is not an error
+  }
+
+  // Logs go to stderr: stdout carries only the "listening on" line tests wait for.
+  auto logger = spdlog::stderr_color_mt("mock_backend");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+
+  auto empty = parse_empty_answer(empty_answer);
+  if (!empty) return fail(empty.error().message);
+  config.empty_answer = *empty;
+  if (!auth.empty()) {
+    auto credentials = parse_credentials(auth);
+    if (!credentials) return fail(credentials.error().message);
+    config.auth = *credentials;
+  }
+  config.token_ttl = std::chrono::seconds(token_ttl);
+  for (const std::string& text : fault_rules) {
+    auto rule = parse_fault_rule(text);
+    if (!rule) return fail(rule.error().message);
+    config.faults.push_back(*rule);
+  }
+  if (!results_file.empty()) config.results_file = results_file;
+
+  std::vector<nlohmann::json> tasks;
+  if (!tasks_file.empty()) {
+    auto loaded = load_tasks_file(tasks_file);
+    if (!loaded) return fail(loaded.error().message);
+    tasks = std::move(*loaded);
+  }
+  const std::size_t task_count = tasks.size();
+  auto backend = Backend::create(std::move(config), std::move(tasks), std::chrono::system_clock::now());
+  if (!backend) return fail(backend.error().message);
+  auto server = Server::open(std::move(*backend), server_options);
+  if (!server) return fail(server.error().message);
+  server->stop_on_signals();
+
+  if (!port_file.empty()) {
+    if (auto written = write_port_file(port_file, server->port()); !written) return fail(written.error().message);
+  }
+  spdlog::info("{} task(s) queued", task_count);
+  std::cout << "listening on " << server->address() << ":" << server->port() << std::endl;
+  server->run();
+  spdlog::info("stopped");
+  return 0;
+}

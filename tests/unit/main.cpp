@@ -3,12 +3,20 @@
 
 #include <atomic>
 
+#include <spdlog/spdlog.h>
+
 #include "tests/unit/temp_dir.hpp"
 
 namespace proctor::test {
 namespace {
 
 std::atomic<bool> g_current_test_failed{false};
+
+// Code under test logs what it does; the tests assert on results, not on log lines.
+const bool g_logging_quiet = [] {
+  spdlog::set_level(spdlog::level::off);
+  return true;
+}();
 
 // Listens to doctest so TempDir knows whether the running test has failed.
 struct FailureListener : doctest::IReporter {

@@ -1,0 +1,65 @@
+#include "agent/spool.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include "agent/workspace.hpp"
+#include "common/text.hpp"
+
+namespace proctor {
+
+namespace fs = std::filesystem;
+
+Spool::Spool(fs::path dir) : dir_(std::move(dir)) {}
+
+Result<fs::path> Spool::add(std::string_view identity, std::string_view body) const {
+  static std::atomic<unsigned> sequence{0};
+  std::error_code ec;
+  fs::create_directories(dir_ / "pending", ec);
+  if (ec) return make_error("cannot create the spool folder " + (dir_ / "pending").string() + ": " + ec.message());
+  const auto now = std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  // Time first so that a sorted listing is oldest first.
+  const auto name = std::to_string(now) + "-" + std::to_string(sequence++) + "-" +
+                    safe_folder_name(identity).substr(0, 80) + ".json";
+  const auto path = dir_ / "pending" / name;
+  if (auto written = write_file_atomically(path, body); !written) return written.error();
+  return path;
+}
+
+void Spool::remove(const fs::path& entry) const {
+  std::error_code ec;
+  fs::remove(entry, ec);
+}
+
+void Spool::reject(const fs::path& entry, int status, std::string_view answer) const {
+  std::error_code ec;
+  fs::create_directories(dir_ / "rejected", ec);
+  const auto target = dir_ / "rejected" / entry.filename();
+  fs::rename(entry, target, ec);
+  (void)write_file_atomically(target.string() + ".answer",
+                              "HTTP " + std::to_string(status) + "\n" + std::string(answer));
+}
+
+std::vector<fs::path> Spool::pending() const {
+  std::vector<fs::path> entries;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir_ / "pending", ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    if (it->path().extension() == ".json") entries.push_back(it->path());
+  }
+  std::sort(entries.begin(), entries.end());
+  return entries;
+}
+
+Result<std::string> Spool::read(const fs::path& entry) const {
+  std::ifstream in(entry, std::ios::binary);
+  if (!in) return make_error("cannot read the spooled payload " + entry.string());
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+}  // namespace proctor

@@ -1,0 +1,67 @@
+#pragma once
+// TaskExecutor: one task from start to payload — check the URL, fetch the submission,
+// find and prepare the service, run it, read its report, build the payload. The same
+// code serves the daemon and `runner exec`. Blocking: run it on a worker thread.
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "agent/fetcher.hpp"
+#include "agent/process_runner.hpp"
+#include "common/payload.hpp"
+#include "common/service_spec.hpp"
+#include "common/task.hpp"
+
+namespace proctor {
+
+struct ExecutorSettings {
+  std::optional<std::filesystem::path> service_path;  // --service: folder or YAML file
+  std::optional<std::filesystem::path> services_dir;  // --services: named services
+  std::filesystem::path results_dir;                  // {results-dir}; the task's is below
+  std::chrono::milliseconds default_timeout{std::chrono::minutes(10)};
+  std::chrono::milliseconds kill_grace{std::chrono::seconds(10)};
+  std::vector<std::string> allowed_schemes{"https", "http", "ssh", "git", "svn", "s3"};
+  std::vector<std::string> env_allow{"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE",
+                                     "LC_ALL", "LC_CTYPE", "TZ", "SHELL"};
+  PayloadOptions payload;
+};
+
+// What the executor reports as the task goes (for logs and a status line).
+enum class TaskPhase { fetching, preparing, running, reading_report, done };
+
+// Names used in logs: "fetch", "prepare", "service", "report", "done".
+const char* to_string(TaskPhase phase);
+
+class TaskExecutor {
+ public:
+  // `fetchers` maps a repository kind ("git") to its Fetcher; all must outlive this.
+  TaskExecutor(std::map<std::string, Fetcher*> fetchers, ProcessRunner& runner, ExecutorSettings settings);
+
+  // Runs `task` in the slot folder `slot_dir` and returns its payload; every failure
+  // (bad URL, fetch, service, report, cancel) becomes an error payload, never a throw.
+  // `on_phase` (optional) is called on this thread as the task moves on.
+  ResultPayload run(const Task& task, const std::filesystem::path& slot_dir, std::stop_token cancel,
+                    const std::function<void(TaskPhase)>& on_phase = {}) const;
+
+  [[nodiscard]] const ExecutorSettings& settings() const { return settings_; }
+
+ private:
+  Result<ServiceDefinition> find_service(const Task& task) const;
+  Result<Checkout> fetch_submission(const Task& task, const std::filesystem::path& cache_root,
+                                    std::stop_token cancel) const;
+
+  std::map<std::string, Fetcher*> fetchers_;
+  ProcessRunner& runner_;
+  ExecutorSettings settings_;
+};
+
+// The repository kind of a task: its repositoryType, else guessed from the URL.
+std::string repository_kind(const Task& task);
+
+}  // namespace proctor

@@ -1,0 +1,42 @@
+#pragma once
+// Workspace: the folders of one slot and the small file operations the agent needs.
+// A slot owns {work-dir}/slots/{n}: `repos/` caches submission clones across tasks,
+// `run/` is wiped at the start of every task and holds that task's files.
+
+#include <filesystem>
+#include <string_view>
+
+#include "common/result.hpp"
+
+namespace proctor {
+
+struct TaskFolders {
+  std::filesystem::path root;         // run/
+  std::filesystem::path service_dir;  // run/service: the service code, copied per task
+  std::filesystem::path reports_dir;  // run/reports: where junit_xml points
+  std::filesystem::path junit_xml;    // run/reports/junit.xml
+  std::filesystem::path log_file;     // run/log.txt: the service's output
+  std::filesystem::path tmp_dir;      // run/tmp: TMPDIR of the service
+};
+
+// The folders of one slot.
+class SlotWorkspace {
+ public:
+  // A workspace rooted at `slot_dir` (created on demand).
+  explicit SlotWorkspace(std::filesystem::path slot_dir);
+  // Where submission clones are cached.
+  [[nodiscard]] std::filesystem::path repos_dir() const { return root_ / "repos"; }
+  // Empties run/ and creates the task's folders.
+  Result<TaskFolders> start_task() const;
+
+ private:
+  std::filesystem::path root_;
+};
+
+// Copies the folder `from` into `to` (which must not exist), without `.git`.
+Result<void> copy_tree(const std::filesystem::path& from, const std::filesystem::path& to);
+
+// Writes `content` to `path` atomically (temporary file, fsync, rename).
+Result<void> write_file_atomically(const std::filesystem::path& path, std::string_view content);
+
+}  // namespace proctor

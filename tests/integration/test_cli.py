@@ -1,0 +1,90 @@
+"""The subcommands that need no backend: convert and exec."""
+
+import json
+import subprocess
+
+from conftest import PYTEST_SERVICE_FILES, PYTEST_SERVICE_YAML, PYTHON_SUBMISSION_GOOD, RUNNER
+
+PYTEST_REPORT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" errors="0" failures="1" skipped="1" tests="3" time="1.5">
+<testcase classname="tests.test_build" name="test_ok" time="0.487"/>
+<testcase classname="tests.test_build" name="test_bad" time="1.003">
+  <failure message="assert 1 == 2">def test_bad():
+&gt;       assert 1 == 2</failure></testcase>
+<testcase classname="tests.test_build" name="test_skip" time="0"><skipped message="not today"/></testcase>
+</testsuite></testsuites>
+"""
+
+
+def convert(tmp_path, content, *args):
+    report = tmp_path / "report.xml"
+    report.write_text(content)
+    return subprocess.run([str(RUNNER), "convert", str(report), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_convert_flat(tmp_path):
+    done = convert(tmp_path, PYTEST_REPORT)
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["isPassed"] is False and payload["isError"] is False
+    assert payload["duration"] == 1500
+    names = [c["name"] for c in payload["testResults"]]
+    assert names == ["test_build::test_ok", "test_build::test_bad", "test_build::test_skip"]
+    bad = payload["testResults"][1]
+    assert bad["description"] == "assert 1 == 2\n\ndef test_bad():\n>       assert 1 == 2"
+    assert bad["duration"] == 1003
+    assert "memoryUsed" not in bad  # nothing measured, nothing invented
+
+
+def test_convert_nested_and_report(tmp_path):
+    nested = json.loads(convert(tmp_path, PYTEST_REPORT, "--format", "nested").stdout)
+    assert nested["testResults"]["duration"] == "1.500"
+    assert nested["testResults"]["testCases"][1]["duration"] == "1.003"
+    report = json.loads(convert(tmp_path, PYTEST_REPORT, "--format", "report").stdout)
+    assert report["counts"] == {"total": 3, "passed": 1, "failed": 1, "errored": 0, "skipped": 1}
+
+
+def test_convert_refuses_what_is_not_junit(tmp_path):
+    for content in ("<html><body>502</body></html>", "not xml at all", "<testsuite><testcase"):
+        done = convert(tmp_path, content)
+        assert done.returncode == 2
+        assert done.stdout == ""
+        assert len(done.stderr.strip().splitlines()) == 1  # one line saying why
+        assert done.stderr.startswith("runner convert: ")
+
+
+def test_convert_missing_file(tmp_path):
+    done = subprocess.run([str(RUNNER), "convert", str(tmp_path / "nope.xml")], capture_output=True, text=True)
+    assert done.returncode == 2
+
+
+def test_exec_runs_a_task_file_without_backend(tmp_path, make_repo, make_service):
+    repo = make_repo(PYTHON_SUBMISSION_GOOD)
+    service = make_service(PYTEST_SERVICE_YAML, PYTEST_SERVICE_FILES)
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"attempt": 3, "repositoryUrl": f"file://{repo}"}))
+
+    done = subprocess.run([str(RUNNER), "exec", "--task", str(task), "--service", str(service), "--work-dir",
+                           str(tmp_path / "work"), "--allow-schemes", "file"], capture_output=True, text=True,
+                          timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["attempt"] == 3
+    assert payload["testResults"]["isPassed"] is True
+    assert len(payload["testResults"]["testCases"]) == 3
+
+
+def test_exec_refuses_a_malformed_task_file(tmp_path):
+    task = tmp_path / "task.json"
+    task.write_text('{"attempt": "x"}')
+    done = subprocess.run([str(RUNNER), "exec", "--task", str(task)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "attempt" in done.stderr
+
+
+def test_usage_errors_exit_2():
+    assert subprocess.run([str(RUNNER), "--concurrent", "0"], capture_output=True).returncode == 2
+    assert subprocess.run([str(RUNNER)], capture_output=True).returncode == 2
+    version = subprocess.run([str(RUNNER), "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and "proctor" in version.stdout

@@ -1,0 +1,56 @@
+#pragma once
+// Recording fakes of the agent's side-effect interfaces (as ninja's tests do): they
+// record what they were asked and answer what the test scripted.
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <vector>
+
+#include "agent/fetcher.hpp"
+#include "agent/process_runner.hpp"
+
+namespace proctor::test {
+
+// A Fetcher that "checks out" by creating an empty folder, or fails as told.
+class RecordingFetcher final : public Fetcher {
+ public:
+  Result<Checkout> fetch(const SourceSpec& source, const std::filesystem::path& cache_root,
+                         std::stop_token /*cancel*/) override {
+    requests.push_back(source);
+    if (!fail_with.empty()) return make_error(fail_with);
+    Checkout checkout;
+    checkout.dir = cache_root / "checkout";
+    std::filesystem::create_directories(checkout.dir);
+    checkout.commit = "0123456789abcdef0123456789abcdef01234567";
+    return checkout;
+  }
+  std::vector<SourceSpec> requests;
+  std::string fail_with;  // non-empty: every fetch fails with this message
+};
+
+// A ProcessRunner that records specs and lets the test play the service.
+class RecordingProcessRunner final : public ProcessRunner {
+ public:
+  ProcessOutcome run(const ProcessSpec& spec, std::stop_token /*cancel*/) override {
+    specs.push_back(spec);
+    ProcessOutcome outcome;
+    outcome.started = true;
+    outcome.exit_code = 0;
+    outcome.peak_rss_kib = 4321;
+    outcome.wall = std::chrono::milliseconds(1500);
+    if (behaviour) behaviour(spec, outcome);
+    return outcome;
+  }
+  // The value of environment variable `name` in the last spec ("" when unset).
+  [[nodiscard]] std::string env(const std::string& name) const {
+    for (const auto& [key, value] : specs.back().env) {
+      if (key == name) return value;
+    }
+    return {};
+  }
+  std::vector<ProcessSpec> specs;
+  std::function<void(const ProcessSpec&, ProcessOutcome&)> behaviour;
+};
+
+}  // namespace proctor::test
