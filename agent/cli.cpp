@@ -239,6 +239,9 @@ int run_cli(int argc, char** argv) {
   CLI::App app{"Proctor runner: takes test tasks from a backend, runs them, reports the results."};
   app.set_version_flag("--version", std::string("runner (proctor) ") + PROCTOR_VERSION);
   app.fallthrough();
+  // A repeated option takes its last value, as in most command lines (and wrappers
+  // that append overrides to a base command).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.require_subcommand(0, 1);
 
   add(app, "--backend-url", options.backend_url, "Backend base URL, e.g. http://localhost:8080");

@@ -36,16 +36,18 @@ std::optional<std::string> HttpResponse::header(std::string_view name) const {
 
 struct HttpClient::Impl {
   Impl(asio::any_io_executor ex, Url url, TlsOptions tls_options, HttpLimits lim)
-      : executor(std::move(ex)), base(std::move(url)), tls(std::move(tls_options)), limits(lim),
-        ssl_context(asio::ssl::context::tls_client), resolver(executor) {
+      : executor(std::move(ex)), base(std::move(url)), tls(std::move(tls_options)), limits(lim), resolver(executor) {
+    // Only https builds a TLS context: OpenSSL's initialisation costs megabytes of RSS
+    // that a plain-http agent should not pay.
     if (base.scheme == "https") {
+      ssl_context.emplace(asio::ssl::context::tls_client);
       boost::system::error_code ec;
-      ssl_context.set_default_verify_paths(ec);
+      ssl_context->set_default_verify_paths(ec);
       if (!tls.ca_file.empty()) {
-        ssl_context.load_verify_file(tls.ca_file, ec);
+        ssl_context->load_verify_file(tls.ca_file, ec);
         if (ec) load_error = "cannot load the CA file " + tls.ca_file + ": " + ec.message();
       }
-      ssl_context.set_verify_mode(tls.insecure ? asio::ssl::verify_none : asio::ssl::verify_peer);
+      ssl_context->set_verify_mode(tls.insecure ? asio::ssl::verify_none : asio::ssl::verify_peer);
     }
   }
 
@@ -80,7 +82,7 @@ struct HttpClient::Impl {
       co_return make_error("cannot resolve " + base.host + ": " + (timed_out ? std::string("timed out") : rec.message()));
     }
     if (is_tls()) {
-      tls_stream.emplace(executor, ssl_context);
+      tls_stream.emplace(executor, *ssl_context);
       // SSL_set_tlsext_host_name is a macro with a C cast; this is its expansion.
       if (::SSL_ctrl(tls_stream->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
                      const_cast<char*>(base.host.c_str())) != 1) {
@@ -128,7 +130,7 @@ struct HttpClient::Impl {
   Url base;
   TlsOptions tls;
   HttpLimits limits;
-  asio::ssl::context ssl_context;
+  std::optional<asio::ssl::context> ssl_context;
   tcp::resolver resolver;
   std::optional<beast::tcp_stream> plain_stream;
   std::optional<beast::ssl_stream<beast::tcp_stream>> tls_stream;

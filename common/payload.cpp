@@ -3,7 +3,6 @@
 #include <charconv>
 #include <cmath>
 #include <ostream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -58,41 +57,104 @@ std::string seconds_text(double seconds) {
   return std::string(buffer, end);
 }
 
-void write_string(std::ostream& out, const std::string& text) {
-  out << nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
+// The wire JSON is built in a string buffer that is handed to the stream in large
+// chunks: per-field stream insertion was a third of `runner convert`'s time.
+class WireWriter {
+ public:
+  explicit WireWriter(std::ostream* sink) : sink_(sink) { buffer_.reserve(kChunk + 4096); }
+  ~WireWriter() { flush(); }
+  WireWriter(const WireWriter&) = delete;
+  WireWriter& operator=(const WireWriter&) = delete;
 
-void write_duration(std::ostream& out, double seconds, Dialect dialect) {
-  if (dialect == Dialect::flat) out << to_millis(seconds);
-  else out << '"' << seconds_text(seconds) << '"';
-}
-
-void write_case(std::ostream& out, const CaseResult& c, Dialect dialect) {
-  out << "{\"name\":";
-  write_string(out, c.name);
-  out << ",\"isPassed\":" << (c.passed ? "true" : "false") << ",\"description\":";
-  write_string(out, c.description);
-  out << ",\"duration\":";
-  write_duration(out, c.seconds, dialect);
-  if (c.memory_kib) out << ",\"memoryUsed\":" << *c.memory_kib;
-  out << '}';
-}
-
-void write_summary_fields(std::ostream& out, const ResultPayload& payload, Dialect dialect) {
-  out << "\"isPassed\":" << (payload.passed ? "true" : "false")
-      << ",\"isError\":" << (payload.error ? "true" : "false") << ",\"errorDetails\":";
-  write_string(out, payload.error_details);
-  out << ",\"duration\":";
-  write_duration(out, payload.seconds, dialect);
-}
-
-void write_cases(std::ostream& out, const ResultPayload& payload, Dialect dialect) {
-  out << '[';
-  for (std::size_t i = 0; i < payload.cases.size(); ++i) {
-    if (i != 0) out << ',';
-    write_case(out, payload.cases[i], dialect);
+  void raw(std::string_view text) { buffer_ += text; }
+  void string(std::string_view text) { append_json_string(buffer_, text); }
+  void integer(int64_t value) { buffer_ += std::to_string(value); }
+  void boolean(bool value) { buffer_ += value ? "true" : "false"; }
+  void duration(double seconds, Dialect dialect) {
+    if (dialect == Dialect::flat) {
+      integer(to_millis(seconds));
+    } else {
+      buffer_.push_back('"');
+      buffer_ += seconds_text(seconds);
+      buffer_.push_back('"');
+    }
   }
-  out << ']';
+  // Hands the buffer to the stream once it is large (or always, with force).
+  void flush(bool force = true) {
+    if (sink_ != nullptr && (force || buffer_.size() >= kChunk)) {
+      sink_->write(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
+      buffer_.clear();
+    }
+  }
+  std::string take() { return std::move(buffer_); }
+
+ private:
+  static constexpr std::size_t kChunk = 1 << 20;
+  std::ostream* sink_;
+  std::string buffer_;
+};
+
+void write_case(WireWriter& out, const CaseResult& c, Dialect dialect) {
+  out.raw("{\"name\":");
+  out.string(c.name);
+  out.raw(",\"isPassed\":");
+  out.boolean(c.passed);
+  out.raw(",\"description\":");
+  out.string(c.description);
+  out.raw(",\"duration\":");
+  out.duration(c.seconds, dialect);
+  if (c.memory_kib) {
+    out.raw(",\"memoryUsed\":");
+    out.integer(*c.memory_kib);
+  }
+  out.raw("}");
+}
+
+void write_summary_fields(WireWriter& out, const ResultPayload& payload, Dialect dialect) {
+  out.raw("\"isPassed\":");
+  out.boolean(payload.passed);
+  out.raw(",\"isError\":");
+  out.boolean(payload.error);
+  out.raw(",\"errorDetails\":");
+  out.string(payload.error_details);
+  out.raw(",\"duration\":");
+  out.duration(payload.seconds, dialect);
+}
+
+void write_cases(WireWriter& out, const ResultPayload& payload, Dialect dialect) {
+  out.raw("[");
+  for (std::size_t i = 0; i < payload.cases.size(); ++i) {
+    if (i != 0) out.raw(",");
+    write_case(out, payload.cases[i], dialect);
+    out.flush(/*force=*/false);
+  }
+  out.raw("]");
+}
+
+void write_wire(WireWriter& out, const ResultPayload& payload, Dialect dialect, const TaskIdentity* identity) {
+  out.raw("{");
+  if (dialect == Dialect::flat) {
+    if (identity != nullptr) {
+      out.raw("\"id\":");
+      out.raw(identity->value.dump());
+      out.raw(",");
+    }
+    write_summary_fields(out, payload, dialect);
+    out.raw(",\"testResults\":");
+    write_cases(out, payload, dialect);
+  } else {
+    if (identity != nullptr) {
+      out.raw("\"attempt\":");
+      out.raw(identity->value.dump());
+      out.raw(",");
+    }
+    out.raw("\"testResults\":{");
+    write_summary_fields(out, payload, dialect);
+    out.raw(",\"testCases\":");
+    write_cases(out, payload, dialect);
+    out.raw("}");
+  }
+  out.raw("}");
 }
 
 }  // namespace
@@ -158,27 +220,14 @@ ResultPayload build_payload(const Report* report, const RunFacts& facts, const P
 }
 
 void write_payload(std::ostream& out, const ResultPayload& payload, Dialect dialect, const TaskIdentity* identity) {
-  out << '{';
-  if (dialect == Dialect::flat) {
-    if (identity != nullptr) out << "\"id\":" << identity->value.dump() << ',';
-    write_summary_fields(out, payload, dialect);
-    out << ",\"testResults\":";
-    write_cases(out, payload, dialect);
-  } else {
-    if (identity != nullptr) out << "\"attempt\":" << identity->value.dump() << ',';
-    out << "\"testResults\":{";
-    write_summary_fields(out, payload, dialect);
-    out << ",\"testCases\":";
-    write_cases(out, payload, dialect);
-    out << '}';
-  }
-  out << '}';
+  WireWriter writer(&out);
+  write_wire(writer, payload, dialect, identity);
 }
 
 std::string serialize_payload(const ResultPayload& payload, const TaskIdentity& identity) {
-  std::ostringstream out;
-  write_payload(out, payload, identity.dialect, &identity);
-  return out.str();
+  WireWriter writer(nullptr);
+  write_wire(writer, payload, identity.dialect, &identity);
+  return writer.take();
 }
 
 }  // namespace proctor

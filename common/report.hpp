@@ -29,6 +29,9 @@ struct CaseOutcome {
   std::string text;     // its text (a traceback, usually)
 };
 
+// The result a failure/error/skipped outcome stands for; nullopt for flaky*/rerun* kinds.
+std::optional<CaseStatus> outcome_status(const CaseOutcome& outcome);
+
 // A <property name= value=> pair (value may also be the element's text).
 using Property = std::pair<std::string, std::string>;
 
@@ -58,6 +61,10 @@ struct TestSuite {
   std::string system_out;
   std::string system_err;
 };
+
+// The first outcome that gives the case its status (what a description shows); null for
+// a passed case, and for a skip stated only by attributes (gtest notrun, ctest disabled).
+const CaseOutcome* worst_outcome(const TestCase& test_case);
 
 // Counts recomputed from the cases (never trusted from suite attributes).
 struct ReportCounts {

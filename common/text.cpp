@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 namespace proctor {
 
@@ -127,6 +128,63 @@ std::string join(const std::vector<std::string>& parts, std::string_view sep) {
     out += parts[i];
   }
   return out;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out.push_back('"');
+  std::size_t i = 0;
+  std::size_t run_start = 0;
+  const auto flush_run = [&] { out.append(s.data() + run_start, i - run_start); };
+  while (i < s.size()) {
+    // Skip 8 plain bytes at a time: none below 0x20, none at or above 0x80, no quote,
+    // no backslash (the classic "has a zero byte" bit trick on each condition).
+    while (i + 8 <= s.size()) {
+      std::uint64_t w = 0;
+      std::memcpy(&w, s.data() + i, 8);
+      constexpr std::uint64_t ones = 0x0101010101010101ULL;
+      constexpr std::uint64_t highs = 0x8080808080808080ULL;
+      const auto has_zero = [](std::uint64_t v) { return (v - ones) & ~v & highs; };
+      const std::uint64_t special = ((w - ones * 0x20) & ~w) | w | has_zero(w ^ (ones * '"')) |
+                                    has_zero(w ^ (ones * '\\'));
+      if ((special & highs) != 0) break;
+      i += 8;
+    }
+    if (i >= s.size()) break;
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      ++i;  // the common case: copied in bulk with the rest of its run
+      continue;
+    }
+    if (c >= 0x80) {
+      const std::size_t len = utf8_sequence_length(s, i);
+      if (len != 0) {
+        i += len;
+        continue;
+      }
+      flush_run();
+      out += "\xEF\xBF\xBD";
+      run_start = ++i;
+      continue;
+    }
+    flush_run();
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        out += "\\u00";
+        out.push_back(hex[c >> 4]);
+        out.push_back(hex[c & 0xF]);
+    }
+    run_start = ++i;
+  }
+  flush_run();
+  out.push_back('"');
 }
 
 std::string safe_folder_name(std::string_view text) {

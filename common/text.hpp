@@ -35,6 +35,10 @@ std::vector<std::string> split_list(std::string_view s, char sep = ',');
 // Joins `parts` with `sep`.
 std::string join(const std::vector<std::string>& parts, std::string_view sep);
 
+// Appends `s` to `out` as a JSON string literal (quotes included): escapes quotes,
+// backslashes and control characters; invalid UTF-8 bytes become U+FFFD.
+void append_json_string(std::string& out, std::string_view s);
+
 // Replaces characters outside [A-Za-z0-9._-] with '_' so `text` can name a file or
 // folder; never returns "", "." or "..".
 std::string safe_folder_name(std::string_view text);

@@ -57,3 +57,35 @@ TEST_SUITE("text") {
     CHECK(safe_folder_name("") == "_");
   }
 }
+
+TEST_SUITE("text") {
+  TEST_CASE("append_json_string escapes exactly what JSON needs, in long and short runs") {
+    const auto quoted = [](std::string_view s) {
+      std::string out;
+      append_json_string(out, s);
+      return out;
+    };
+    CHECK(quoted("") == "\"\"");
+    CHECK(quoted("plain") == "\"plain\"");
+    CHECK(quoted("a \"quoted\" \\path\\ here, long enough for words") ==
+          "\"a \\\"quoted\\\" \\\\path\\\\ here, long enough for words\"");
+    CHECK(quoted("tab\there\nnew\rline\x01\x1f\x7f") == "\"tab\\there\\nnew\\rline\\u0001\\u001f\x7f\"");
+    CHECK(quoted("0123456789abcdef\"") == "\"0123456789abcdef\\\"\"");  // special after two words
+    CHECK(quoted("caf\xC3\xA9 na\xC3\xAFve r\xC3\xA9sum\xC3\xA9s \xE2\x9C\x93") ==
+          "\"caf\xC3\xA9 na\xC3\xAFve r\xC3\xA9sum\xC3\xA9s \xE2\x9C\x93\"");
+    CHECK(quoted("bad\xFF byte in a longer string") == "\"bad\xEF\xBF\xBD byte in a longer string\"");
+    // Every single byte value, alone and inside a long plain run, round-trips through a JSON parser.
+    for (int b = 1; b < 0x80; ++b) {
+      const std::string raw = std::string(13, 'x') + static_cast<char>(b) + std::string(9, 'y');
+      const std::string q = quoted(raw);
+      std::string expect = "\"" + std::string(13, 'x');
+      if (b == '"') expect += "\\\"";
+      else if (b == '\\') expect += "\\\\";
+      else if (b < 0x20) expect += q.substr(14, q.size() - 14 - 10);
+      else expect.push_back(static_cast<char>(b));
+      expect += std::string(9, 'y') + "\"";
+      CHECK(q == expect);
+      if (b < 0x20) CHECK(q.find(static_cast<char>(b)) == std::string::npos);
+    }
+  }
+}
