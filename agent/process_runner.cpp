@@ -1,1 +1,667 @@
-// placeholder: filled in by its module's work
+// PosixProcessRunner: starts a service with Boost.Process v2 in its own session, reads
+// its output on the calling thread with poll(2), and stops and measures the whole
+// session, found by scanning /proc, because a member may leave the process group.
+//
+// The leader is reaped only at the very end (its exit is seen with waitid(WNOWAIT)), so
+// its pid, which is also the group and session id, cannot be reused while we still
+// send signals to that group.
+
+#include "agent/process_runner.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <system_error>
+#include <unordered_set>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/process/v2/environment.hpp>
+#include <boost/process/v2/posix/default_launcher.hpp>
+#include <boost/process/v2/process.hpp>
+#include <boost/process/v2/start_dir.hpp>
+#include <boost/process/v2/stdio.hpp>
+
+#include "common/result.hpp"
+#include "common/text.hpp"
+
+namespace proctor {
+namespace {
+
+namespace bp = boost::process::v2;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// Longest poll wait, and the period of the /proc scan that samples memory and checks the
+// stopping session (SPEC: <= 50 ms). Output, the leader's exit, a cancel and the
+// deadlines wake the loop by themselves.
+constexpr auto kTick = 50ms;
+// The scan period once signals were sent, so that run() returns soon after the last
+// member is gone.
+constexpr auto kStopTick = 10ms;
+constexpr std::size_t kReadChunk = 64 * 1024;
+// A line without a newline is emitted in pieces of this size so memory stays bounded.
+constexpr std::size_t kMaxPendingLine = 64 * 1024;
+// Reads per pipe once the session is gone; bounds the drain when a process that left
+// the session keeps the pipe open and writing.
+constexpr int kMaxDrainReads = 256;
+// How long SIGKILLed processes may take to disappear before we stop waiting for them.
+constexpr auto kKillWait = 10s;
+// The search path execvp uses when the environment has no PATH.
+constexpr std::string_view kDefaultPath = "/bin:/usr/bin";
+
+std::string errno_text(int err) { return std::system_category().message(err); }
+
+// Owns one file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  [[nodiscard]] int get() const { return fd_; }
+  [[nodiscard]] bool valid() const { return fd_ >= 0; }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// A pipe whose ends do not survive exec; the child gets the write end through dup2.
+struct Pipe {
+  Fd read;
+  Fd write;
+};
+
+Result<Pipe> make_output_pipe() {
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) != 0) {
+    return make_error("Cannot create an output pipe: " + errno_text(errno) + ".");
+  }
+  Pipe pipe{Fd(ends[0]), Fd(ends[1])};
+  // Only our end is non-blocking: the child expects an ordinary blocking stdout.
+  const int flags = ::fcntl(pipe.read.get(), F_GETFL);
+  ::fcntl(pipe.read.get(), F_SETFL, flags | O_NONBLOCK);
+  return pipe;
+}
+
+// --- The child side (runs between fork and exec: async-signal-safe calls only) ---
+
+// Runs first in the child: a new session (sid == pgid == pid, no controlling terminal)
+// and default signal state, since ignored signals and the blocked mask of the agent's
+// worker thread would otherwise survive exec and make SIGTERM ineffective.
+struct ChildSession {
+  bp::error_code on_exec_setup(bp::posix::default_launcher& /*launcher*/,
+                               const bp::filesystem::path& /*exe*/, const char* const* /*argv*/) {
+    if (::setsid() == -1) return {errno, bp::system_category()};
+    struct sigaction defaults {};
+    defaults.sa_handler = SIG_DFL;
+    sigemptyset(&defaults.sa_mask);
+    for (int sig = 1; sig < NSIG; ++sig) {
+      if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &defaults, nullptr);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    return {};
+  }
+
+  // Process v2 ends a child whose exec failed with exit(), which would run the agent's
+  // atexit handlers and flush copies of its stdio buffers; _exit does neither. The
+  // errno has already been sent to the parent when this runs. Variadic because 1.81
+  // probes for this hook with a different argument list than it calls it with.
+  template <class... Args>
+  void on_exec_error(Args&&... /*args*/) {
+    ::_exit(127);
+  }
+};
+
+void close_fd_range(unsigned low, unsigned high) {
+  if (low > high) return;
+  if (::close_range(low, high, 0) == 0) return;
+  rlimit limit{};
+  unsigned top = 65535;
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+      limit.rlim_cur < UINT_MAX) {
+    top = static_cast<unsigned>(limit.rlim_cur);
+  }
+  for (unsigned fd = low; fd <= high && fd < top; ++fd) ::close(static_cast<int>(fd));
+}
+
+// Runs last in the child: closes every descriptor but 0, 1, 2 and the launcher's own
+// error pipe. Process v2 1.81 means to do this, but its close_range loop compares each
+// whitelist entry with itself, so the descriptors between 2 and its error pipe (the
+// lowest ones, typically) would stay open in the child.
+struct CloseInheritedFds {
+  bp::error_code on_exec_setup(bp::posix::default_launcher& launcher,
+                               const bp::filesystem::path& /*exe*/, const char* const* /*argv*/) {
+    auto& keep = launcher.fd_whitelist;
+    std::sort(keep.begin(), keep.end());
+    unsigned low = 0;
+    for (const int fd : keep) {
+      if (fd < 0 || static_cast<unsigned>(fd) < low) continue;
+      if (static_cast<unsigned>(fd) > low) close_fd_range(low, static_cast<unsigned>(fd) - 1);
+      low = static_cast<unsigned>(fd) + 1;
+    }
+    close_fd_range(low, UINT_MAX);
+    return {};
+  }
+};
+
+// --- Finding the program ---
+
+bool is_executable_file(const fs::path& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode) &&
+         ::access(path.c_str(), X_OK) == 0;
+}
+
+// Resolves argv[0] as execvp would, but with the PATH of the child's environment;
+// relative names are taken from the child's working folder.
+Result<fs::path> find_program(const ProcessSpec& spec, const fs::path& dir) {
+  const std::string& name = spec.argv.front();
+  if (name.empty()) return make_error("The command to run has an empty program name.");
+  if (name.find('/') != std::string::npos) {
+    const fs::path path = fs::path(name).is_absolute() ? fs::path(name) : dir / name;
+    if (is_executable_file(path)) return path;
+    std::error_code ec;
+    if (!fs::exists(path, ec)) return make_error("Cannot start " + name + ": the file does not exist.");
+    return make_error("Cannot start " + name + ": it is not an executable file.");
+  }
+  std::string_view search = kDefaultPath;
+  for (const auto& [key, value] : spec.env) {
+    if (key == "PATH") search = value;
+  }
+  std::string_view rest = search;
+  while (true) {
+    const auto colon = rest.find(':');
+    const std::string_view entry = rest.substr(0, colon);
+    fs::path candidate_dir = entry.empty() ? dir : fs::path(entry);
+    if (candidate_dir.is_relative()) candidate_dir = dir / candidate_dir;
+    const fs::path candidate = candidate_dir / name;
+    if (is_executable_file(candidate)) return candidate;
+    if (colon == std::string_view::npos) break;
+    rest.remove_prefix(colon + 1);
+  }
+  return make_error("Cannot start " + name + ": no executable of that name on the PATH " +
+                    std::string(search) + ".");
+}
+
+// Waits for a child the launcher forked but could not hand over, killing it first when
+// it may have started.
+void reap_failed_child(pid_t pid, bool kill_first) {
+  if (pid <= 0) return;
+  if (kill_first) ::kill(pid, SIGKILL);
+  while (::waitpid(pid, nullptr, 0) == -1 && errno == EINTR) {
+  }
+}
+
+// Starts the program with Boost.Process v2 and returns its pid; the process object is
+// detached (its handle only owns a pidfd: dropping it neither kills nor reaps).
+Result<pid_t> launch(const fs::path& program, const ProcessSpec& spec, const fs::path& dir,
+                     int in, int out, int err) {
+  const std::vector<std::string> args(spec.argv.begin() + 1, spec.argv.end());
+  std::vector<std::string> env;
+  env.reserve(spec.env.size());
+  for (const auto& [key, value] : spec.env) env.push_back(key + "=" + value);
+
+  boost::asio::io_context context;
+  bp::posix::default_launcher launcher;
+  bp::error_code ec;
+  try {
+    auto process = launcher(context.get_executor(), ec, bp::filesystem::path(program.native()),
+                            args, ChildSession{}, bp::process_stdio{in, out, err},
+                            bp::process_start_dir(bp::filesystem::path(dir.native())),
+                            bp::process_environment(env), CloseInheritedFds{});
+    if (ec) {
+      // Process v2 does not reap a child whose exec failed: without this it stays a zombie.
+      reap_failed_child(launcher.pid, false);
+      return make_error("Cannot start " + program.string() + ": " + ec.message() + ".");
+    }
+    const pid_t pid = process.id();
+    auto handle = process.detach();
+    (void)handle;
+    return pid;
+  } catch (const std::exception& e) {
+    // Thrown after the fork (no pidfd support in the kernel, say): the child may run.
+    reap_failed_child(launcher.pid, true);
+    return make_error("Cannot start " + program.string() + ": " + e.what() + ".");
+  }
+}
+
+// --- The session, seen through /proc ---
+
+struct ProcInfo {
+  pid_t pid = 0;
+  pid_t group = 0;
+  pid_t session = 0;
+  char state = '?';
+  int64_t rss_pages = 0;
+};
+
+std::optional<ProcInfo> read_proc_stat(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  const Fd file(::open(path, O_RDONLY | O_CLOEXEC));
+  if (!file.valid()) return std::nullopt;
+  std::array<char, 1024> buffer{};
+  const ssize_t size = ::read(file.get(), buffer.data(), buffer.size());
+  if (size <= 0) return std::nullopt;
+  const std::string_view text(buffer.data(), static_cast<std::size_t>(size));
+  // The command name may hold spaces and parentheses; the fields follow the last ')'.
+  const auto close = text.rfind(')');
+  if (close == std::string_view::npos) return std::nullopt;
+  std::string_view rest = text.substr(close + 1);
+  std::array<std::string_view, 22> fields{};  // fields 3 (state) .. 24 (rss) of proc(5)
+  std::size_t count = 0;
+  while (count < fields.size()) {
+    const auto start = rest.find_first_not_of(' ');
+    if (start == std::string_view::npos) break;
+    rest.remove_prefix(start);
+    const auto end = rest.find(' ');
+    fields[count++] = rest.substr(0, end);
+    if (end == std::string_view::npos) break;
+    rest.remove_prefix(end);
+  }
+  if (count < fields.size()) return std::nullopt;
+  auto number = [](std::string_view field) { return std::strtoll(std::string(field).c_str(), nullptr, 10); };
+  ProcInfo info;
+  info.pid = pid;
+  info.state = fields[0].empty() ? '?' : fields[0][0];
+  info.group = static_cast<pid_t>(number(fields[2]));
+  info.session = static_cast<pid_t>(number(fields[3]));
+  info.rss_pages = number(fields[21]);
+  return info;
+}
+
+bool is_dead(char state) { return state == 'Z' || state == 'X' || state == 'x'; }
+
+// Finds the live (not zombie) members of one session, the leader included while it
+// lives. A process outside the session can never join it (setsid only makes new
+// sessions; a child inherits its parent's), so a sampling scan skips pids it already saw
+// outside and reads only members and new pids; a full scan reads every pid (used before
+// deciding to kill, where a pid reused between two scans must not hide a member).
+class SessionScanner {
+ public:
+  explicit SessionScanner(pid_t sid) : sid_(sid) {}
+
+  std::vector<ProcInfo> scan(bool full) {
+    std::vector<ProcInfo> members;
+    std::unordered_set<pid_t> outsiders;
+    DIR* proc = ::opendir("/proc");
+    if (proc == nullptr) return members;
+    while (const dirent* entry = ::readdir(proc)) {
+      char* end = nullptr;
+      const long number = std::strtol(entry->d_name, &end, 10);
+      if (number <= 0 || end == nullptr || *end != '\0') continue;
+      const auto pid = static_cast<pid_t>(number);
+      if (!full && outsiders_.contains(pid)) {
+        outsiders.insert(pid);
+        continue;
+      }
+      const auto info = read_proc_stat(pid);
+      if (!info) continue;
+      if (info->session != sid_ && info->group != sid_) {
+        outsiders.insert(pid);
+      } else if (!is_dead(info->state)) {
+        members.push_back(*info);
+      }
+    }
+    ::closedir(proc);
+    outsiders_ = std::move(outsiders);
+    return members;
+  }
+
+ private:
+  pid_t sid_;
+  std::unordered_set<pid_t> outsiders_;
+};
+
+// Signals the process group, then each member that moved to another group.
+void signal_session(pid_t sid, const std::vector<ProcInfo>& members, int sig) {
+  ::kill(-sid, sig);
+  for (const auto& member : members) {
+    if (member.group != sid) ::kill(member.pid, sig);
+  }
+}
+
+// Kills and reaps the session if run() is left early (a throwing on_line callback), so
+// that no exception leaves a service or a zombie behind.
+class SessionGuard {
+ public:
+  explicit SessionGuard(pid_t pid) : pid_(pid) {}
+  SessionGuard(const SessionGuard&) = delete;
+  SessionGuard& operator=(const SessionGuard&) = delete;
+  ~SessionGuard() {
+    if (released_) return;
+    signal_session(pid_, SessionScanner(pid_).scan(true), SIGKILL);
+    while (::waitpid(pid_, nullptr, 0) == -1 && errno == EINTR) {
+    }
+  }
+  void release() { released_ = true; }
+
+ private:
+  pid_t pid_;
+  bool released_ = false;
+};
+
+// --- Output ---
+
+bool is_continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0U) == 0x80U; }
+
+// Splits both streams into lines, appends them to the log (before on_line sees them, so
+// a reader told about a line finds it in the file) and keeps the bounded tail.
+class OutputSink {
+ public:
+  OutputSink(const ProcessSpec& spec, Fd log) : spec_(spec), log_(std::move(log)) {}
+
+  // Takes a chunk read from `stream` (0: stdout, 1: stderr).
+  void feed(int stream, std::string_view data) {
+    std::string& pending = pending_[static_cast<std::size_t>(stream)];
+    while (!data.empty()) {
+      const auto newline = data.find('\n');
+      if (newline == std::string_view::npos) {
+        pending.append(data);
+        break;
+      }
+      if (pending.empty()) {
+        collect(data.substr(0, newline));
+      } else {
+        pending.append(data.substr(0, newline));
+        collect(pending);
+        pending.clear();
+      }
+      data.remove_prefix(newline + 1);
+    }
+    while (pending.size() >= kMaxPendingLine) {
+      std::size_t cut = kMaxPendingLine;
+      // Cut on a character boundary when the last bytes start a multi-byte character.
+      while (cut > kMaxPendingLine - 4 && is_continuation(pending[cut])) --cut;
+      if (is_continuation(pending[cut])) cut = kMaxPendingLine;
+      collect(std::string_view(pending).substr(0, cut));
+      pending.erase(0, cut);
+    }
+    deliver();
+  }
+
+  // The stream ended: its unterminated last line becomes a line.
+  void finish(int stream) {
+    std::string& pending = pending_[static_cast<std::size_t>(stream)];
+    if (!pending.empty()) collect(pending);
+    pending.clear();
+    deliver();
+  }
+
+  // The last tail_bytes of the output, valid UTF-8.
+  [[nodiscard]] std::string tail() const { return utf8_tail(tail_, spec_.tail_bytes); }
+
+ private:
+  void collect(std::string_view raw) {
+    std::string line = make_valid_utf8(raw);
+    batch_ += line;
+    batch_ += '\n';
+    ready_.push_back(std::move(line));
+  }
+
+  void deliver() {
+    if (ready_.empty()) return;
+    write_log();
+    for (const auto& line : ready_) {
+      tail_ += line;
+      tail_ += '\n';
+    }
+    if (tail_.size() > 2 * spec_.tail_bytes + kReadChunk) {
+      // Trimmed on a character boundary: utf8_tail leaves a short enough text as it is.
+      std::size_t start = tail_.size() - spec_.tail_bytes;
+      while (start < tail_.size() && is_continuation(tail_[start])) ++start;
+      tail_.erase(0, start);
+    }
+    // Cleared before the callbacks so that a throwing callback leaves a consistent sink.
+    auto lines = std::move(ready_);
+    ready_.clear();
+    if (spec_.on_line) {
+      for (const auto& line : lines) spec_.on_line(line);
+    }
+  }
+
+  void write_log() {
+    std::string_view rest = batch_;
+    while (log_.valid() && !rest.empty()) {
+      const ssize_t written = ::write(log_.get(), rest.data(), rest.size());
+      if (written < 0 && errno == EINTR) continue;
+      if (written <= 0) break;  // a full disk loses log lines, never the run
+      rest.remove_prefix(static_cast<std::size_t>(written));
+    }
+    batch_.clear();
+  }
+
+  const ProcessSpec& spec_;
+  Fd log_;
+  std::array<std::string, 2> pending_;
+  std::vector<std::string> ready_;
+  std::string batch_;
+  std::string tail_;
+};
+
+// Reads one chunk from an open stream; closes it (after flushing its last line) at EOF.
+// Returns false when nothing was read.
+bool read_stream(Fd& stream, int index, OutputSink& sink, std::vector<char>& buffer) {
+  if (!stream.valid()) return false;
+  const ssize_t size = ::read(stream.get(), buffer.data(), buffer.size());
+  if (size > 0) {
+    sink.feed(index, std::string_view(buffer.data(), static_cast<std::size_t>(size)));
+    return true;
+  }
+  if (size < 0 && (errno == EAGAIN || errno == EINTR)) return false;
+  sink.finish(index);
+  stream.reset();
+  return false;
+}
+
+double seconds(const timeval& t) {
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+}
+
+}  // namespace
+
+ProcessOutcome PosixProcessRunner::run(const ProcessSpec& spec, std::stop_token cancel) {
+  ProcessOutcome outcome;
+  const auto started_at = Clock::now();
+  auto not_started = [&](std::string why) {
+    outcome.start_error = std::move(why);
+    outcome.wall = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_at);
+    return outcome;
+  };
+  if (spec.argv.empty()) return not_started("There is no command to run.");
+  if (cancel.stop_requested()) {
+    outcome.cancelled = true;
+    return not_started("The run was cancelled before it started.");
+  }
+
+  std::error_code ec;
+  fs::path dir = spec.working_dir;
+  if (dir.empty()) {
+    dir = fs::current_path(ec);
+    if (ec) return not_started("Cannot read the current folder: " + ec.message() + ".");
+  } else if (!fs::is_directory(dir, ec)) {
+    return not_started("The working folder " + dir.string() + " does not exist.");
+  }
+  auto program = find_program(spec, dir);
+  if (!program) return not_started(program.error().message);
+
+  Fd log;
+  if (!spec.log_file.empty()) {
+    log = Fd(::open(spec.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+    if (!log.valid()) {
+      return not_started("Cannot open the log file " + spec.log_file.string() + ": " +
+                         errno_text(errno) + ".");
+    }
+  }
+  auto out_pipe = make_output_pipe();
+  if (!out_pipe) return not_started(out_pipe.error().message);
+  auto err_pipe = make_output_pipe();
+  if (!err_pipe) return not_started(err_pipe.error().message);
+  Fd null_in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!null_in.valid()) return not_started("Cannot open /dev/null: " + errno_text(errno) + ".");
+
+  const auto launched = launch(*program, spec, dir, null_in.get(), out_pipe->write.get(),
+                               err_pipe->write.get());
+  null_in.reset();
+  out_pipe->write.reset();
+  err_pipe->write.reset();
+  if (!launched) return not_started(launched.error().message);
+  const pid_t pid = *launched;
+  outcome.started = true;
+  SessionGuard guard(pid);
+
+  OutputSink sink(spec, std::move(log));
+  std::array<Fd, 2> streams{std::move(out_pipe->read), std::move(err_pipe->read)};
+  Fd exit_fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));  // readable once it exits
+  Fd wake_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  std::stop_callback on_cancel(cancel, [&wake_fd] {
+    const uint64_t one = 1;
+    const ssize_t written = ::write(wake_fd.get(), &one, sizeof one);
+    (void)written;
+  });
+  std::vector<char> buffer(kReadChunk);
+
+  const auto deadline =
+      spec.timeout.count() > 0 ? started_at + spec.timeout : Clock::time_point::max();
+  const int64_t page_kib = std::max<int64_t>(::sysconf(_SC_PAGESIZE) / 1024, 1);
+  int64_t peak_pages = 0;
+  bool leader_gone = false;
+  bool stopping = false;  // SIGTERM was sent (timeout, cancel or stragglers)
+  bool kill_sent = false;
+  Clock::time_point term_at;
+  Clock::time_point kill_at;
+  auto next_scan = Clock::now();
+  SessionScanner scanner(pid);
+
+  while (true) {
+    // Sleep until output, the leader's exit, a cancel, or the next scan or deadline.
+    auto wake_at = next_scan;
+    if (!stopping) wake_at = std::min(wake_at, deadline);
+    if (stopping && !kill_sent) wake_at = std::min(wake_at, term_at + spec.kill_grace);
+    const auto wait = std::clamp(std::chrono::ceil<std::chrono::milliseconds>(wake_at - Clock::now()),
+                                 std::chrono::milliseconds(0), std::chrono::milliseconds(kTick));
+    std::array<pollfd, 4> fds{};
+    nfds_t count = 0;
+    for (const auto& stream : streams) {
+      if (stream.valid()) fds[count++] = pollfd{stream.get(), POLLIN, 0};
+    }
+    if (!leader_gone && exit_fd.valid()) fds[count++] = pollfd{exit_fd.get(), POLLIN, 0};
+    if (wake_fd.valid() && !stopping) fds[count++] = pollfd{wake_fd.get(), POLLIN, 0};
+    ::poll(fds.data(), count, static_cast<int>(wait.count()));
+
+    for (std::size_t i = 0; i < streams.size(); ++i) {
+      read_stream(streams[i], static_cast<int>(i), sink, buffer);
+    }
+
+    bool leader_just_exited = false;
+    if (!leader_gone) {
+      siginfo_t info{};
+      const int waited = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+      // ECHILD: someone else reaped it (SIGCHLD ignored in the agent); it is gone too.
+      if ((waited == 0 && info.si_pid == pid) || (waited == -1 && errno == ECHILD)) {
+        leader_gone = leader_just_exited = true;
+      }
+    }
+
+    const auto now = Clock::now();
+    const bool stop_due = !stopping && (cancel.stop_requested() || now >= deadline);
+    if (now < next_scan && !leader_just_exited && !stop_due) continue;
+
+    const auto members = scanner.scan(leader_gone || stopping || stop_due);
+    int64_t pages = 0;
+    for (const auto& member : members) pages += member.rss_pages;
+    peak_pages = std::max(peak_pages, pages);
+    if (leader_gone && members.empty()) break;
+
+    if (stopping) {
+      next_scan = now + kStopTick;
+      if (!kill_sent && now >= term_at + spec.kill_grace) {
+        signal_session(pid, members, SIGKILL);
+        kill_sent = true;
+        kill_at = now;
+      } else if (kill_sent) {
+        // Members forked after the last signal get theirs now.
+        signal_session(pid, members, SIGKILL);
+        if (now - kill_at > kKillWait && leader_gone) break;
+      }
+      continue;
+    }
+    next_scan = now + kTick;
+    if (cancel.stop_requested()) {
+      outcome.cancelled = true;
+    } else if (now >= deadline) {
+      outcome.timed_out = true;
+    } else if (leader_gone) {
+      outcome.stragglers_killed = static_cast<int>(members.size());
+    } else {
+      continue;
+    }
+    signal_session(pid, members, SIGTERM);
+    stopping = true;
+    term_at = now;
+    next_scan = now + kStopTick;
+  }
+
+  // Every writer in the session is gone: what is in the pipes now is all there is,
+  // unless a process that left the session holds them, which we do not wait for.
+  for (std::size_t i = 0; i < streams.size(); ++i) {
+    for (int reads = 0; reads < kMaxDrainReads; ++reads) {
+      if (!read_stream(streams[i], static_cast<int>(i), sink, buffer)) break;
+    }
+    if (streams[i].valid()) {
+      sink.finish(static_cast<int>(i));
+      streams[i].reset();
+    }
+  }
+
+  int status = 0;
+  rusage usage{};
+  pid_t reaped = -1;
+  do {
+    reaped = ::wait4(pid, &status, 0, &usage);
+  } while (reaped == -1 && errno == EINTR);
+  guard.release();
+  if (reaped == pid) {
+    if (WIFEXITED(status)) outcome.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) outcome.term_signal = WTERMSIG(status);
+    outcome.cpu_seconds = seconds(usage.ru_utime) + seconds(usage.ru_stime);
+  }
+  outcome.peak_rss_kib = std::max<int64_t>(peak_pages * page_kib, usage.ru_maxrss);
+  outcome.output_tail = sink.tail();
+  outcome.wall = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_at);
+  return outcome;
+}
+
+}  // namespace proctor
