@@ -118,7 +118,8 @@ int run_daemon(const Options& options) {
   TaskExecutor executor({{"git", &git}}, runner, executor_settings(options, work_dir));
 
   DaemonSettings settings;
-  settings.concurrent = options.concurrent;
+  // --once takes exactly one task, so it polls with one slot whatever --concurrent says.
+  settings.concurrent = options.once ? 1 : options.concurrent;
   settings.check_interval = milliseconds(static_cast<int64_t>(options.check_interval * 1000));
   settings.shutdown_grace = milliseconds(static_cast<int64_t>(options.shutdown_grace * 1000));
   settings.work_dir = work_dir;

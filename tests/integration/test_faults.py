@@ -170,3 +170,22 @@ def test_result_is_retried_until_the_backend_takes_it(backend, make_repo, make_s
     assert [r["id"] for r in b.results()] == ["retry"]
     posts = [r for r in b.get("/admin/requests") if r["method"] == "POST" and "result" in r["target"]]
     assert len(posts) == 3
+
+
+def test_second_signal_stops_at_once_without_waiting_for_the_grace(backend, make_repo, make_service, start_runner):
+    repo = make_repo({"README": "x\n"})
+    n = uuid.uuid4().int % 900000 + 100000
+    service = make_service(f"""
+        cmd: exec sleep {n}
+        """)
+    b = backend([{"id": "long", "repositoryUrl": f"file://{repo}"}])
+    runner = start_runner("--backend-url", b.url, "--service", str(service), "--shutdown-grace", "600")
+    wait_for_line(runner.stderr, "running service")
+    runner.send_signal(signal.SIGTERM)
+    wait_for_line(runner.stderr, "no new tasks")
+    runner.send_signal(signal.SIGTERM)
+
+    assert runner.wait(timeout=30) == 0  # far less than the 600 s grace
+    assert processes_with(f"sleep {n}") == []
+    [payload] = b.results()
+    assert "agent shut down" in payload["errorDetails"]
