@@ -198,7 +198,9 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
 
   nlohmann::json input_json = nlohmann::json::object();
   for (const auto& [key, value] : inputs) input_json[key] = make_valid_utf8(value);
-  if (auto written = write_file_atomically(folders->service_dir / "input.json", input_json.dump(2)); !written) {
+  if (auto written = write_file_atomically(folders->service_dir / "input.json", input_json.dump(2),
+                                            Durability::volatile_ok);
+      !written) {
     return fail("The service input could not be written: " + written.error().message + ".");
   }
 

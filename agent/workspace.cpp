@@ -44,7 +44,7 @@ Result<void> copy_tree(const fs::path& from, const fs::path& to) {
   return {};
 }
 
-Result<void> write_file_atomically(const fs::path& path, std::string_view content) {
+Result<void> write_file_atomically(const fs::path& path, std::string_view content, Durability durability) {
   const fs::path tmp = path.string() + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return make_error("cannot write " + tmp.string() + ": " + std::strerror(errno));
@@ -59,7 +59,8 @@ Result<void> write_file_atomically(const fs::path& path, std::string_view conten
     }
     written += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) return make_error("cannot flush " + tmp.string() + ": " + std::strerror(errno));
+  const bool synced = durability == Durability::volatile_ok || ::fsync(fd) == 0;
+  if (::close(fd) != 0 || !synced) return make_error("cannot flush " + tmp.string() + ": " + std::strerror(errno));
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     return make_error("cannot rename " + tmp.string() + " to " + path.string() + ": " + std::strerror(errno));
   }

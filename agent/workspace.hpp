@@ -36,7 +36,12 @@ class SlotWorkspace {
 // Copies the folder `from` into `to` (which must not exist), without `.git`.
 Result<void> copy_tree(const std::filesystem::path& from, const std::filesystem::path& to);
 
-// Writes `content` to `path` atomically (temporary file, fsync, rename).
-Result<void> write_file_atomically(const std::filesystem::path& path, std::string_view content);
+// How durable a write must be.
+enum class Durability { volatile_ok, synced };
+
+// Writes `content` to `path` atomically (temporary file, rename), so a reader never
+// sees half a file; `synced` also fsyncs it first so it survives a crash (the spool).
+Result<void> write_file_atomically(const std::filesystem::path& path, std::string_view content,
+                                   Durability durability = Durability::synced);
 
 }  // namespace proctor
