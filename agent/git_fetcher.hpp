@@ -1,7 +1,10 @@
 #pragma once
-// GitFetcher: the libgit2 Fetcher. Clones (shallow when the server allows) at a branch
-// or the default branch, pins a revision, updates submodules, and reuses a cached clone
-// of the same URL (fetch, hard reset, remove untracked and ignored files).
+// GitFetcher: the libgit2 Fetcher. Clones (in full: libgit2 1.5 has no shallow clone) at
+// a branch or the default branch, pins a revision, updates submodules, and reuses a cached
+// clone of the same URL (fetch, hard reset, remove untracked and ignored files).
+
+#include <string>
+#include <string_view>
 
 #include "agent/fetcher.hpp"
 
@@ -16,6 +19,10 @@ class GitFetcher final : public Fetcher {
 
   Result<Checkout> fetch(const SourceSpec& source, const std::filesystem::path& cache_root,
                          std::stop_token cancel) override;
+
+  // The folder name under cache_root for `url`: readable, [A-Za-z0-9._-] only, with a
+  // hash of the URL; credentials in the URL change neither the name nor the folder.
+  static std::string cache_key(std::string_view url);
 };
 
 }  // namespace proctor
