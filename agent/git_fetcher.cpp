@@ -710,17 +710,25 @@ class FetchJob {
 
 }  // namespace
 
-GitFetcher::GitFetcher() {
-  if (git_libgit2_init() < 0) throw std::runtime_error("libgit2 failed to initialise: " + last_git_message());
+Result<void> GitFetcher::ensure_initialised() {
+  std::call_once(init_once_, [this] {
+    if (git_libgit2_init() < 0) init_error_ = "libgit2 failed to initialise: " + last_git_message();
+    else initialised_ = true;
+  });
+  if (!initialised_) return make_error(init_error_);
+  return {};
 }
 
-GitFetcher::~GitFetcher() { git_libgit2_shutdown(); }
+GitFetcher::~GitFetcher() {
+  if (initialised_) git_libgit2_shutdown();
+}
 
 std::string GitFetcher::cache_key(std::string_view url) { return key_of(parse_url(trim(url))); }
 
 Result<Checkout> GitFetcher::fetch(const SourceSpec& source, const std::filesystem::path& cache_root,
                                    std::stop_token cancel) {
   if (cancel.stop_requested()) return make_error(std::string(kCancelled));
+  if (auto ready = ensure_initialised(); !ready) return ready.error();
   if (trim(source.url).empty()) return make_error("the repository URL is empty");
   RepoUrl url = parse_url(trim(source.url));
   if (source.branch) {

@@ -6,13 +6,17 @@
 #include <string>
 #include <string_view>
 
+#include <mutex>
+#include <string>
+#include <string_view>
+
 #include "agent/fetcher.hpp"
 
 namespace proctor {
 
 class GitFetcher final : public Fetcher {
  public:
-  GitFetcher();   // initialises libgit2 (reference counted)
+  GitFetcher() = default;  // libgit2 is initialised by the first fetch
   ~GitFetcher() override;
   GitFetcher(const GitFetcher&) = delete;
   GitFetcher& operator=(const GitFetcher&) = delete;
@@ -23,6 +27,15 @@ class GitFetcher final : public Fetcher {
   // The folder name under cache_root for `url`: readable, [A-Za-z0-9._-] only, with a
   // hash of the URL; credentials in the URL change neither the name nor the folder.
   static std::string cache_key(std::string_view url);
+
+ private:
+  // Initialises libgit2 once, on first use: its initialisation (OpenSSL, libssh2) costs
+  // about 3 MB of RSS that an idle agent should not carry.
+  Result<void> ensure_initialised();
+
+  std::once_flag init_once_;
+  bool initialised_ = false;
+  std::string init_error_;
 };
 
 }  // namespace proctor
