@@ -213,7 +213,12 @@ class Agent {
           RunFacts facts;
           facts.failure = "The task is malformed: " + bad->reason + ".";
           const auto payload = build_payload(nullptr, facts, executor_.settings().payload);
-          co_await deliver(slot, bad->identity->text(), serialize_payload(payload, *bad->identity), nullptr);
+          const auto identity = bad->identity->text();
+          auto body = serialize_payload(payload, *bad->identity);
+          auto spooled = co_await asio::co_spawn(
+              workers_, [&]() -> asio::awaitable<SpooledPayload> { co_return spool_payload(identity, std::move(body)); },
+              asio::use_awaitable);
+          co_await deliver(slot, identity, spooled);
         }
         if (settings_.once) {
           exit_code_ = exit_usage;
@@ -250,9 +255,10 @@ class Agent {
         },
         asio::use_awaitable);
     if (settings_.once) exit_code_ = code;
-    co_await deliver(slot, task.identity.text(), std::move(spooled.body), &spooled.entry);
+    co_await deliver(slot, task.identity.text(), spooled);
   }
 
+  // Writes the payload to the spool (fsync: call on a worker, never on the event loop).
   SpooledPayload spool_payload(const std::string& identity, std::string body) {
     SpooledPayload spooled;
     auto entry = spool_.add(identity, body);
@@ -265,13 +271,9 @@ class Agent {
 
   // Posts until a 2xx or a final 4xx; retries with back-off otherwise. A payload that
   // is not delivered when the agent stops stays in the spool for the next start.
-  asio::awaitable<void> deliver(Slot& slot, const std::string& identity, std::string body,
-                                const std::optional<std::filesystem::path>* entry) {
+  asio::awaitable<void> deliver(Slot& slot, const std::string& identity, const SpooledPayload& spooled) {
     slot.state = SlotState::delivering;
-    std::optional<std::filesystem::path> spooled;
-    if (entry != nullptr) spooled = *entry;
-    else spooled = spool_payload(identity, body).entry;
-    co_await deliver_spooled(*slot.client, slot.timer, identity, body, spooled);
+    co_await deliver_spooled(*slot.client, slot.timer, identity, spooled.body, spooled.entry);
   }
 
   asio::awaitable<bool> deliver_spooled(BackendClient& client, asio::steady_timer& timer, const std::string& identity,

@@ -40,8 +40,9 @@ void Spool::reject(const fs::path& entry, int status, std::string_view answer) c
   fs::create_directories(dir_ / "rejected", ec);
   const auto target = dir_ / "rejected" / entry.filename();
   fs::rename(entry, target, ec);
+  // The answer is for a person to read later; it need not survive a crash.
   (void)write_file_atomically(target.string() + ".answer",
-                              "HTTP " + std::to_string(status) + "\n" + std::string(answer));
+                              "HTTP " + std::to_string(status) + "\n" + std::string(answer), Durability::volatile_ok);
 }
 
 std::vector<fs::path> Spool::pending() const {

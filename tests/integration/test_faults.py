@@ -1,6 +1,7 @@
 """What goes wrong: hanging services, malformed tasks, unreachable backends and
 repositories, broken services and reports, shutdown while a task runs."""
 
+import json
 import signal
 import uuid
 
@@ -189,3 +190,45 @@ def test_second_signal_stops_at_once_without_waiting_for_the_grace(backend, make
     assert processes_with(f"sleep {n}") == []
     [payload] = b.results()
     assert "agent shut down" in payload["errorDetails"]
+
+
+def test_a_final_refusal_keeps_the_payload_in_rejected_with_the_answer(backend, make_repo, make_service, run_runner,
+                                                                       tmp_path):
+    repo = make_repo(PYTHON_SUBMISSION_GOOD)
+    service = make_service(PYTEST_SERVICE_YAML, PYTEST_SERVICE_FILES)
+    b = backend([{"id": "refused", "repositoryUrl": f"file://{repo}"}], "--fault", "post:400")
+
+    done = run_runner("--backend-url", b.url, "--once", "--service", str(service))
+
+    assert "rejected the result of task refused (HTTP 400)" in done.stderr
+    rejected = tmp_path / "work" / "spool" / "rejected"
+    [payload_file] = rejected.glob("*.json")
+    assert json.loads(payload_file.read_text())["id"] == "refused"
+    assert (rejected / (payload_file.name + ".answer")).read_text().startswith("HTTP 400")
+    assert list((tmp_path / "work" / "spool" / "pending").glob("*.json")) == []
+    posts = [r for r in b.get("/admin/requests") if r["method"] == "POST" and "result" in r["target"]]
+    assert len(posts) == 1  # a 400 is final: no retry
+
+
+def test_an_undelivered_result_survives_a_restart_and_is_delivered_once(backend, make_repo, make_service,
+                                                                        start_runner, run_runner, tmp_path):
+    repo = make_repo(PYTHON_SUBMISSION_GOOD)
+    service = make_service(PYTEST_SERVICE_YAML, PYTEST_SERVICE_FILES)
+    broken = backend([{"id": "kept", "repositoryUrl": f"file://{repo}"}], "--fault", "post:close:1000")
+    runner = start_runner("--backend-url", broken.url, "--service", str(service), "--shutdown-grace", "0")
+    wait_for_line(runner.stderr, "posting the result of task kept failed")
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=30) == 0
+    [pending] = (tmp_path / "work" / "spool" / "pending").glob("*.json")
+    assert json.loads(pending.read_text())["id"] == "kept"
+
+    healthy = backend([])  # the backend is back (empty): the next start delivers the spool
+    again = start_runner("--backend-url", healthy.url, "--service", str(service))
+    wait_for_line(again.stderr, "result of task")
+    again.send_signal(signal.SIGTERM)
+    code = again.wait(timeout=30)
+    assert code == 0, again.stderr.read()
+
+    assert [r["id"] for r in healthy.results()] == ["kept"]
+    assert healthy.get("/admin/stats")["duplicate_results"] == 0
+    assert list((tmp_path / "work" / "spool" / "pending").glob("*.json")) == []
