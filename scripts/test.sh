@@ -13,5 +13,6 @@ if [[ "${PROCTOR_SANITIZE_PASS:-0}" == "1" ]]; then
   echo "== sanitizer build (ASan + UBSan) =="
   BUILD_DIR="$root/build-asan" BUILD_TYPE=Debug bash "$root/scripts/build.sh" -DPROCTOR_SANITIZE=ON -DPROCTOR_BUILD_BENCH=OFF
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  LSAN_OPTIONS=suppressions="$root/tests/lsan.supp":print_suppressions=0 \
     ctest --test-dir "$root/build-asan" --output-on-failure -j2 ${CTEST_ARGS:-}
 fi
