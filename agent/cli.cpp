@@ -252,7 +252,7 @@ int run_cli(int argc, char** argv) {
   app.add_flag("--auth", options.auth, "Log in to the backend")->envname("RUNNER_AUTH");
   add(app, "--login", options.login, "Login name (with --auth)");
   add(app, "--password", options.password, "Password (with --auth); prefer RUNNER_PASSWORD");
-  add(app, "--ca-file", options.ca_file, "Extra trusted CA certificates (PEM) for https");
+  add(app, "--ca-file", options.ca_file, "Extra trusted CA certificates (PEM) for https")->check(CLI::ExistingFile);
   app.add_flag("--insecure", options.insecure, "Do not verify the backend's TLS certificate");
   add(app, "--concurrent", options.concurrent, "Task slots")->check(CLI::Range(1, 256));
   add(app, "--check-interval", options.check_interval, "Seconds between polls when idle")->check(CLI::Range(0.0, 86400.0));

@@ -83,12 +83,23 @@ struct HttpClient::Impl {
     }
     if (is_tls()) {
       tls_stream.emplace(executor, *ssl_context);
+      boost::system::error_code not_ip;
+      (void)asio::ip::make_address(base.host, not_ip);
+      const bool is_ip = !not_ip;
+      // RFC 6066 §3: a literal IP address is never sent as the server name.
       // SSL_set_tlsext_host_name is a macro with a C cast; this is its expansion.
-      if (::SSL_ctrl(tls_stream->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                     const_cast<char*>(base.host.c_str())) != 1) {
+      if (!is_ip && ::SSL_ctrl(tls_stream->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                               const_cast<char*>(base.host.c_str())) != 1) {
         co_return make_error("cannot set the TLS server name for " + base.host);
       }
-      if (!tls.insecure) tls_stream->set_verify_callback(asio::ssl::host_name_verification(base.host));
+      if (!tls.insecure) {
+        // OpenSSL's own name check: a mismatch gets its own verify result (reported
+        // below) and a bad_certificate alert, where a refusing callback gives neither.
+        X509_VERIFY_PARAM* param = ::SSL_get0_param(tls_stream->native_handle());
+        const int set = is_ip ? ::X509_VERIFY_PARAM_set1_ip_asc(param, base.host.c_str())
+                              : ::X509_VERIFY_PARAM_set1_host(param, base.host.c_str(), base.host.size());
+        if (set != 1) co_return make_error("cannot set the TLS host name check for " + base.host);
+      }
     } else {
       plain_stream.emplace(executor);
     }
@@ -97,7 +108,12 @@ struct HttpClient::Impl {
     if (cec) co_return make_error("cannot connect to " + base.origin() + ": " + describe(cec));
     if (is_tls()) {
       auto [hec] = co_await tls_stream->async_handshake(asio::ssl::stream_base::client, use_tuple);
-      if (hec) co_return make_error("TLS handshake with " + base.origin() + " failed: " + describe(hec));
+      if (hec) {
+        std::string why = describe(hec);
+        const long verify = ::SSL_get_verify_result(tls_stream->native_handle());
+        if (verify != X509_V_OK) why += " (" + std::string(::X509_verify_cert_error_string(verify)) + ")";
+        co_return make_error("TLS handshake with " + base.origin() + " failed: " + why);
+      }
     }
     connected = true;
     co_return Result<void>{};
@@ -157,7 +173,10 @@ asio::awaitable<Result<HttpResponse>> HttpClient::send(HttpRequest request) {
   req.version(11);
   req.method_string(request.method);
   req.target(request.target);
-  req.set(http::field::host, d.base.host);
+  // RFC 9110 §7.2: the port unless it is the scheme's default, an IPv6 address in brackets.
+  const bool default_port = d.base.port == (d.is_tls() ? "443" : "80");
+  const bool v6 = d.base.host.find(':') != std::string::npos;
+  req.set(http::field::host, (v6 ? "[" + d.base.host + "]" : d.base.host) + (default_port ? "" : ":" + d.base.port));
   req.keep_alive(true);
   for (const auto& [name, value] : request.headers) req.set(name, value);
   if (request.method != "GET" && request.method != "HEAD") {

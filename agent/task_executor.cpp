@@ -64,6 +64,12 @@ std::vector<fs::path> find_reports(const fs::path& junit_xml, const std::vector<
   return found;
 }
 
+// `text` ending with exactly one full stop (messages from below may bring their own).
+std::string sentence(std::string text) {
+  while (!text.empty() && (text.back() == '.' || text.back() == ' ')) text.pop_back();
+  return text + ".";
+}
+
 std::string signal_name(int sig) {
   const char* abbrev = ::sigabbrev_np(sig);
   return abbrev != nullptr ? std::string("SIG") + abbrev : std::to_string(sig);
@@ -156,24 +162,24 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
 
   SlotWorkspace workspace(slot_dir);
   auto folders = workspace.start_task();
-  if (!folders) return fail("The agent could not prepare its workspace: " + folders.error().message + ".");
+  if (!folders) return fail(sentence("The agent could not prepare its workspace: " + folders.error().message));
 
   auto service = find_service(task);
-  if (!service) return fail("The service could not be loaded: " + service.error().message + ".");
+  if (!service) return fail(sentence("The service could not be loaded: " + service.error().message));
 
   phase(TaskPhase::fetching);
   if (cancel.stop_requested()) return fail("The agent shut down before the task ran.");
   auto checkout = fetch_submission(task, workspace.repos_dir(), cancel);
   if (!checkout) {
     if (cancel.stop_requested()) return fail("The agent shut down while fetching the submission.");
-    return fail("Fetching the submission failed: " + checkout.error().message + ".");
+    return fail(sentence("Fetching the submission failed: " + checkout.error().message));
   }
   spdlog::info("task {}: submission at {} ({}{})", task.identity.text(), checkout->commit.substr(0, 12),
                checkout->dir.string(), checkout->reused ? ", reused" : "");
 
   phase(TaskPhase::preparing);
   if (auto copied = copy_tree(service->dir, folders->service_dir); !copied) {
-    return fail("The service could not be copied into the workspace: " + copied.error().message + ".");
+    return fail(sentence("The service could not be copied into the workspace: " + copied.error().message));
   }
   const fs::path task_results = settings_.results_dir / safe_folder_name(task.identity.text());
   std::error_code ec;
@@ -194,14 +200,14 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
     }
   }
   auto command = expand_command(service->spec.cmd, inputs);
-  if (!command) return fail("The service command cannot be built: " + command.error().message + ".");
+  if (!command) return fail(sentence("The service command cannot be built: " + command.error().message));
 
   nlohmann::json input_json = nlohmann::json::object();
   for (const auto& [key, value] : inputs) input_json[key] = make_valid_utf8(value);
   if (auto written = write_file_atomically(folders->service_dir / "input.json", input_json.dump(2),
                                             Durability::volatile_ok);
       !written) {
-    return fail("The service input could not be written: " + written.error().message + ".");
+    return fail(sentence("The service input could not be written: " + written.error().message));
   }
 
   ProcessSpec spec;
@@ -247,8 +253,10 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
   }
 
   const auto& valid = service->spec.valid_exit_codes;
-  if (!outcome.started) {
-    facts.failure = "The service could not start: " + outcome.start_error + ".";
+  if (!outcome.started && cancel.stop_requested()) {
+    facts.failure = "The agent shut down before the service started.";
+  } else if (!outcome.started) {
+    facts.failure = sentence("The service could not start: " + outcome.start_error);
   } else if (outcome.cancelled) {
     facts.failure = "The agent shut down while the service was running; the service was stopped.";
   } else if (outcome.timed_out) {
@@ -261,7 +269,7 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
     facts.failure = "The service exited with code " + std::to_string(*outcome.exit_code) +
                     ", which is not in valid_exit_codes " + exit_code_list(valid) + ".";
   } else if (!report_problem.empty()) {
-    facts.failure = "The service's report is unreadable: " + report_problem + ".";
+    facts.failure = sentence("The service's report is unreadable: " + report_problem);
   } else if (!report) {
     facts.failure = "The service wrote no report (expected " + folders->junit_xml.string() + ").";
   }

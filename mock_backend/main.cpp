@@ -1,5 +1,6 @@
 // mock_backend: a deliberately simple backend (SPEC §2) for the integration tests and
-// the demo. Prints "listening on ADDRESS:PORT" once ready; SIGINT/SIGTERM stop it (exit 0).
+// the demo. Prints "listening on ADDRESS:PORT" once ready (the same line for HTTPS, which
+// --tls-cert and --tls-key turn on); SIGINT/SIGTERM stop it (exit 0).
 
 // GCC 12 reports a null dereference inside CLI11's inlined string splitting (a false
 // positive in library code), which would otherwise be the only warning of this file.
@@ -79,6 +80,13 @@ int main(int argc, char** argv) {
   app.add_option("--port", server_options.port, "Port to listen on; 0 picks a free one")->capture_default_str();
   app.add_option("--bind", server_options.bind_address, "Address to listen on")->capture_default_str();
   app.add_option("--port-file", port_file, "File the chosen port is written to once listening");
+  auto* tls_cert = app.add_option("--tls-cert", server_options.tls_cert_file,
+                                  "PEM certificate chain; with --tls-key the server speaks HTTPS only")
+                       ->check(CLI::ExistingFile);
+  auto* tls_key = app.add_option("--tls-key", server_options.tls_key_file, "PEM private key of --tls-cert")
+                      ->check(CLI::ExistingFile);
+  tls_cert->needs(tls_key);
+  tls_key->needs(tls_cert);
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical or off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
@@ -125,7 +133,7 @@ int main(int argc, char** argv) {
   if (!port_file.empty()) {
     if (auto written = write_port_file(port_file, server->port()); !written) return fail(written.error().message);
   }
-  spdlog::info("{} task(s) queued", task_count);
+  spdlog::info("{} task(s) queued; speaking {}", task_count, server->tls() ? "HTTPS only" : "plain HTTP");
   std::cout << "listening on " << server->address() << ":" << server->port() << std::endl;
   server->run();
   spdlog::info("stopped");

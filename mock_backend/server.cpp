@@ -8,7 +8,9 @@
 
 #include <csignal>
 #include <exception>
+#include <optional>
 #include <set>
+#include <type_traits>
 #include <utility>
 
 #include <boost/asio/as_tuple.hpp>
@@ -17,10 +19,12 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <spdlog/spdlog.h>
 
 namespace proctor::mock {
@@ -36,11 +40,20 @@ constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
 
 using BeastRequest = http::request<http::string_body>;
 using BeastResponse = http::response<http::string_body>;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
-// One accepted connection; lives in its coroutine's frame while registered with the server.
+// One accepted connection's cancellable parts; lives in its coroutine's frame while
+// registered with the server, so stop() can reach them.
 struct Connection {
-  beast::tcp_stream stream;
-  asio::steady_timer delay;  // slow-answer faults wait on this, so stop() can cut them short
+  beast::tcp_stream& transport;  // the TCP layer: cancelling it ends the TLS layer's operations too
+  asio::steady_timer delay;      // slow-answer faults wait on this, so stop() can cut them short
+};
+
+// How a connection's request loop ended, which decides how politely it is closed.
+enum class Ending {
+  peer_gone,      // the peer closed, an I/O failed, the deadline passed or stop()
+  said_close,     // an answer said "Connection: close": a TLS peer gets close_notify
+  hang_up,        // a `close` fault: drop the connection without a word
 };
 
 Request to_request(const BeastRequest& message) {
@@ -92,16 +105,25 @@ struct Server::Impl {
 
   // Accepts connections until stopped, each served by its own coroutine.
   asio::awaitable<void> accept_loop();
-  // Serves one connection's requests in order until it closes, fails, times out or stop().
+  // Serves one accepted connection, over TLS when the server has a certificate.
   asio::awaitable<void> serve(tcp::socket socket);
+  // Handshakes when `Stream` is TLS, then serves its requests in order until the
+  // connection closes, fails, times out or stop(); a failed handshake drops it.
+  template <class Stream>
+  asio::awaitable<void> session(Stream& stream);
+  // Reads and answers requests until the connection should end; says how it ended.
+  template <class Stream>
+  asio::awaitable<Ending> request_loop(Stream& stream, Connection& connection);
   // Writes one answer under the I/O deadline; false when the write failed.
-  asio::awaitable<bool> send(Connection& connection, const Response& response, unsigned version,
+  template <class Stream>
+  asio::awaitable<bool> send(Stream& stream, Connection& connection, const Response& response, unsigned version,
                              bool keep_alive);
   // Closes the acceptor and every connection; runs on the io_context's thread.
   void shutdown();
 
   Backend backend;
   ServerOptions options;
+  std::optional<asio::ssl::context> tls;  // set: every connection must speak TLS
   asio::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
   asio::signal_set signals{ioc};
@@ -125,17 +147,30 @@ asio::awaitable<void> Server::Impl::accept_loop() {
   }
 }
 
-asio::awaitable<bool> Server::Impl::send(Connection& connection, const Response& response, unsigned version,
-                                         bool keep_alive) {
+template <class Stream>
+asio::awaitable<bool> Server::Impl::send(Stream& stream, Connection& connection, const Response& response,
+                                         unsigned version, bool keep_alive) {
   BeastResponse out = to_beast(response, version, keep_alive);
-  connection.stream.expires_after(options.io_timeout);
-  auto [ec, written] = co_await http::async_write(connection.stream, out, kAwait);
+  connection.transport.expires_after(options.io_timeout);
+  auto [ec, written] = co_await http::async_write(stream, out, kAwait);
   (void)written;
   co_return !ec;
 }
 
 asio::awaitable<void> Server::Impl::serve(tcp::socket socket) {
-  Connection connection{beast::tcp_stream(std::move(socket)), asio::steady_timer(ioc)};
+  if (tls) {
+    TlsStream stream(std::move(socket), *tls);
+    co_await session(stream);
+  } else {
+    beast::tcp_stream stream(std::move(socket));
+    co_await session(stream);
+  }
+}
+
+template <class Stream>
+asio::awaitable<void> Server::Impl::session(Stream& stream) {
+  constexpr bool is_tls = std::is_same_v<Stream, TlsStream>;
+  Connection connection{beast::get_lowest_layer(stream), asio::steady_timer(ioc)};
   connections.insert(&connection);
   struct Unregister {
     std::set<Connection*>& set;
@@ -143,46 +178,76 @@ asio::awaitable<void> Server::Impl::serve(tcp::socket socket) {
     ~Unregister() { set.erase(item); }
   } unregister{connections, &connection};
 
+  Ending ending = Ending::peer_gone;
+  bool handshaken = true;
+  if constexpr (is_tls) {
+    connection.transport.expires_after(options.io_timeout);
+    auto [handshake_ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kAwait);
+    if (handshake_ec) {
+      handshaken = false;
+      beast::error_code ignored;
+      const auto peer = connection.transport.socket().remote_endpoint(ignored);
+      const std::string reason = handshake_ec == beast::error::timeout ? "timed out" : handshake_ec.message();
+      spdlog::warn("TLS handshake with {}:{} failed ({}): connection dropped", peer.address().to_string(),
+                   peer.port(), reason);
+    }
+  }
+  if (handshaken) ending = co_await request_loop(stream, connection);
+  if constexpr (is_tls) {
+    // close_notify tells the client the answer was complete; Asio then waits for the
+    // client's own close_notify or its hang-up, under the deadline.
+    if (ending == Ending::said_close && !stopping) {
+      connection.transport.expires_after(options.io_timeout);
+      [[maybe_unused]] auto [shutdown_ec] = co_await stream.async_shutdown(kAwait);
+    }
+  }
+  beast::error_code ignored;
+  connection.transport.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  connection.transport.close();
+}
+
+template <class Stream>
+asio::awaitable<Ending> Server::Impl::request_loop(Stream& stream, Connection& connection) {
   beast::flat_buffer buffer;
   const auto& http_errors = http::make_error_code(http::error::end_of_stream).category();
   while (!stopping) {
     http::request_parser<http::string_body> parser;
     parser.body_limit(options.body_limit);
-    connection.stream.expires_after(options.io_timeout);
-    auto [read_ec, read] = co_await http::async_read(connection.stream, buffer, parser, kAwait);
+    connection.transport.expires_after(options.io_timeout);
+    auto [read_ec, read] = co_await http::async_read(stream, buffer, parser, kAwait);
     (void)read;
     if (read_ec == http::error::body_limit) {
       spdlog::info("request body over {} bytes: 413", options.body_limit);
-      co_await send(connection, server_error(413, "the request body is larger than the limit"), 11, false);
-      break;
+      co_await send(stream, connection, server_error(413, "the request body is larger than the limit"), 11, false);
+      co_return Ending::said_close;
     }
     if (read_ec && &read_ec.category() == &http_errors && read_ec != http::error::end_of_stream &&
         read_ec != http::error::partial_message) {
       spdlog::info("unreadable request ({}): 400", read_ec.message());
-      co_await send(connection, server_error(400, "the request is not valid HTTP/1.1"), 11, false);
-      break;
+      co_await send(stream, connection, server_error(400, "the request is not valid HTTP/1.1"), 11, false);
+      co_return Ending::said_close;
     }
-    if (read_ec) break;  // the peer closed, the deadline passed, or stop()
+    if (read_ec) co_return Ending::peer_gone;  // the peer closed, the deadline passed, or stop()
 
     const BeastRequest& message = parser.get();
     const Response response = backend.handle(to_request(message), std::chrono::system_clock::now());
     const std::string fault = response.fault.empty() ? "" : " (fault " + response.fault + ")";
     if (response.close_without_answer) {
       spdlog::info("{} {} -> closed{}", message.method_string(), message.target(), fault);
-      break;
+      co_return Ending::hang_up;
     }
     spdlog::info("{} {} -> {}{}", message.method_string(), message.target(), response.status, fault);
     if (response.delay.count() > 0) {
       connection.delay.expires_after(response.delay);
       auto [wait_ec] = co_await connection.delay.async_wait(kAwait);
-      if (wait_ec || stopping) break;
+      if (wait_ec || stopping) co_return Ending::peer_gone;
     }
-    if (!co_await send(connection, response, message.version(), message.keep_alive())) break;
-    if (!message.keep_alive()) break;
+    if (!co_await send(stream, connection, response, message.version(), message.keep_alive())) {
+      co_return Ending::peer_gone;
+    }
+    if (!message.keep_alive()) co_return Ending::said_close;
   }
-  beast::error_code ignored;
-  connection.stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  connection.stream.close();
+  co_return Ending::peer_gone;
 }
 
 void Server::Impl::shutdown() {
@@ -192,7 +257,7 @@ void Server::Impl::shutdown() {
   acceptor.close(ignored);
   signals.cancel(ignored);
   for (Connection* connection : connections) {
-    connection->stream.cancel();
+    connection->transport.cancel();
     connection->delay.cancel();
   }
 }
@@ -204,8 +269,25 @@ Server::~Server() = default;
 
 Result<Server> Server::open(Backend backend, ServerOptions options) {
   auto impl = std::make_unique<Impl>(std::move(backend), std::move(options));
-  const std::string& bind = impl->options.bind_address;
   beast::error_code ec;
+  const std::string& cert = impl->options.tls_cert_file;
+  const std::string& key = impl->options.tls_key_file;
+  if (cert.empty() != key.empty()) return make_error("HTTPS needs both a certificate file and a key file.");
+  if (!cert.empty()) {
+    auto& context = impl->tls.emplace(asio::ssl::context::tls_server);
+    context.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                            asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                            asio::ssl::context::no_tlsv1_1,
+                        ec);
+    if (!ec) context.use_certificate_chain_file(cert, ec);
+    if (ec) return make_error("cannot load the TLS certificate " + cert + ": " + ec.message() + ".");
+    context.use_private_key_file(key, asio::ssl::context::pem, ec);
+    if (ec) return make_error("cannot load the TLS key " + key + ": " + ec.message() + ".");
+    if (::SSL_CTX_check_private_key(context.native_handle()) != 1) {
+      return make_error("the TLS key " + key + " does not belong to the certificate " + cert + ".");
+    }
+  }
+  const std::string& bind = impl->options.bind_address;
   const auto address = asio::ip::make_address(bind, ec);
   if (ec) return make_error("the bind address '" + bind + "' is not an IP address.");
   const tcp::endpoint endpoint(address, impl->options.port);
@@ -224,6 +306,8 @@ Result<Server> Server::open(Backend backend, ServerOptions options) {
 unsigned short Server::port() const { return impl_->port; }
 
 const std::string& Server::address() const { return impl_->options.bind_address; }
+
+bool Server::tls() const { return impl_->tls.has_value(); }
 
 void Server::stop_on_signals() {
   impl_->signals.add(SIGINT);

@@ -1,7 +1,8 @@
 #pragma once
 // The mock backend's HTTP/1.1 server: Beast on Asio coroutines, one thread, keep-alive,
-// a deadline on every read and write and a request body limit. It only moves bytes;
-// every answer comes from Backend::handle (handler.hpp).
+// a deadline on every handshake, read and write and a request body limit; plain HTTP, or
+// HTTPS only when given a certificate. It only moves bytes; every answer comes from
+// Backend::handle (handler.hpp).
 
 #include <chrono>
 #include <cstddef>
@@ -19,12 +20,16 @@ struct ServerOptions {
   unsigned short port = 0;                       // 0: the system picks a free port
   std::chrono::seconds io_timeout{30};           // deadline of each read and each write
   std::size_t body_limit = 16U * 1024U * 1024U;  // larger request bodies get 413
+  std::string tls_cert_file;  // PEM certificate chain; set with tls_key_file, the server speaks HTTPS only
+  std::string tls_key_file;   // PEM private key of tls_cert_file's certificate
 };
 
 // A listening server that owns its Backend. Movable; not copyable.
 class Server {
  public:
-  // Binds and listens; fails when the address is not an IP address or the port is taken.
+  // Loads the TLS certificate and key if given, binds and listens; fails when only one of
+  // them is given, either is unreadable or they do not match, the address is not an IP
+  // address or the port is taken.
   static Result<Server> open(Backend backend, ServerOptions options);
 
   Server(Server&&) noexcept;
@@ -36,6 +41,9 @@ class Server {
 
   // The address bound, as given in the options.
   [[nodiscard]] const std::string& address() const;
+
+  // True when the server speaks HTTPS (the options named a certificate and key).
+  [[nodiscard]] bool tls() const;
 
   // Makes SIGINT and SIGTERM stop the server as stop() does. Call before run().
   void stop_on_signals();

@@ -9,7 +9,7 @@ build_pkgs=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev doctest-dev libyaml-cpp-dev libcli11-dev
   libarchive-dev subversion libbenchmark-dev
 )
-test_pkgs=(python3 python3-pytest procps time)
+test_pkgs=(python3 python3-pytest procps time openssl)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--with-tests" ]]; then want+=("${test_pkgs[@]}"); fi

@@ -29,7 +29,7 @@ struct Fixture {
 
   void write_service(const std::string& yaml) const { std::ofstream(dir / "service" / "service.yaml") << yaml; }
 
-  ResultPayload run(const std::string& task_json) {
+  ResultPayload run(const std::string& task_json, std::stop_token cancel = {}) {
     ExecutorSettings settings;
     settings.service_path = dir / "service";
     settings.results_dir = dir / "results";
@@ -38,7 +38,7 @@ struct Fixture {
     TaskExecutor executor({{"git", &fetcher}}, runner, settings);
     auto task = parse_task(task_json);
     REQUIRE(task.ok());
-    return executor.run(*task, dir / "slot", std::stop_source().get_token());
+    return executor.run(*task, dir / "slot", cancel);
   }
 
   test::TempDir dir;
@@ -153,6 +153,27 @@ TEST_SUITE("task_executor") {
     CHECK(details([](const ProcessSpec& spec, ProcessOutcome&) {
             std::ofstream(spec.working_dir.parent_path() / "reports" / "junit.xml") << "<html>";
           }).rfind("The service's report is unreadable", 0) == 0);
+  }
+
+  TEST_CASE("a shutdown that wins the race with the service's start is reported as a shutdown") {
+    Fixture f;
+    std::stop_source stop;
+    f.runner.behaviour = [&stop](const ProcessSpec&, ProcessOutcome& o) {
+      stop.request_stop();  // the signal lands just as the process would start
+      o.started = false;
+      o.start_error = "The run was cancelled before it started.";
+    };
+    const auto p = f.run(kTask, stop.get_token());
+    CHECK(p.error_details == "The agent shut down before the service started.");
+  }
+
+  TEST_CASE("messages that bring their own full stop do not get a second one") {
+    Fixture f;
+    f.runner.behaviour = [](const ProcessSpec&, ProcessOutcome& o) {
+      o.started = false;
+      o.start_error = "no such file.";
+    };
+    CHECK(f.run(kTask).error_details == "The service could not start: no such file.");
   }
 
   TEST_CASE("report globs of the specification are read and merged") {
