@@ -216,8 +216,8 @@ int run_convert(const Options& options) {
   PayloadOptions payload_options;
   payload_options.strip_prefix = options.strip_prefix;
   payload_options.skips_pass = options.skips_pass;
-  const auto payload = build_payload(&merged, RunFacts{}, payload_options);
-  merged = Report{};  // The model is no longer needed: give its memory back before writing.
+  // The report is consumed case by case: the payload reuses its memory.
+  const auto payload = build_payload(std::move(merged), RunFacts{}, payload_options);
   std::ios::sync_with_stdio(false);
   write_payload(std::cout, payload, options.format == "nested" ? Dialect::nested : Dialect::flat, nullptr);
   std::cout << "\n";

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Task pickup latency: from a task being queued at mock_backend to its service process
 starting, over N tasks queued one at a time, with `runner --check-interval 0.05` and a
-no-op service (git submission reused from the slot's cache after the first task).
+no-op service (git submission reused from the slot's cache after the first task). Each
+task is queued at a random moment (uniform over two poll intervals after the previous
+result), as tasks reach a real backend; queuing right after a result would always
+land just behind the agent's immediate next poll and measure a full interval.
 
 usage: pickup_latency.py BUILD_DIR [--tasks 200] [--interval 0.05]"""
 
@@ -9,6 +12,7 @@ import argparse
 import json
 import os
 import pathlib
+import random
 import signal
 import statistics
 import subprocess
@@ -58,8 +62,12 @@ def main():
                                    "--work-dir", str(tmp / "work"), "--allow-schemes", "file",
                                    "--logger-level", "warning"])
         latencies = []
+        rng = random.Random(1)
         try:
             for n in range(args.tasks):
+                # Tasks reach a real backend at random moments, not just after the agent's
+                # previous result (when it has just polled): randomise the arrival phase.
+                time.sleep(rng.uniform(0, 2 * args.interval))
                 queued = time.time_ns()
                 http(url + "/admin/tasks", {"id": f"t{n}", "repositoryUrl": f"file://{repo}"})
                 while http(url + "/admin/stats")["results"] < n + 1:

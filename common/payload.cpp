@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <ostream>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -171,14 +172,27 @@ std::string case_display_name(const TestCase& test_case, const std::string& stri
   return name;
 }
 
-ResultPayload build_payload(const Report* report, const RunFacts& facts, const PayloadOptions& options) {
+namespace {
+
+// Calls f(case) for every case of `suite` and its nested suites, in document order;
+// works on const and mutable reports alike.
+template <class Suite, class F>
+void visit_cases(Suite& suite, F& f) {
+  for (auto& test_case : suite.cases) f(test_case);
+  for (auto& child : suite.suites) visit_cases(child, f);
+}
+
+// The payload rules, once for both overloads; with a mutable report every case is
+// emptied right after use so that its memory is reused for the payload.
+template <class ReportT>
+ResultPayload build(ReportT* report, const RunFacts& facts, const PayloadOptions& options) {
   ResultPayload payload;
   std::size_t errored = 0;
   std::size_t failed = 0;
   std::size_t skipped = 0;
   double case_seconds = 0;
   if (report != nullptr) {
-    report->for_each_case([&](const TestSuite& /*suite*/, const TestCase& test_case) {
+    auto add_case = [&](auto& test_case) {
       CaseResult result;
       result.name = case_display_name(test_case, options.strip_prefix);
       result.passed = test_case.status == CaseStatus::passed;
@@ -194,7 +208,9 @@ ResultPayload build_payload(const Report* report, const RunFacts& facts, const P
         case CaseStatus::passed: break;
       }
       payload.cases.push_back(std::move(result));
-    });
+      if constexpr (!std::is_const_v<ReportT>) test_case = TestCase{};
+    };
+    for (auto& suite : report->suites) visit_cases(suite, add_case);
   }
 
   std::optional<std::string> failure = facts.failure;
@@ -217,6 +233,17 @@ ResultPayload build_payload(const Report* report, const RunFacts& facts, const P
   else if (facts.wall_seconds > 0) payload.seconds = facts.wall_seconds;
   else payload.seconds = case_seconds;
   return payload;
+}
+
+}  // namespace
+
+ResultPayload build_payload(const Report* report, const RunFacts& facts, const PayloadOptions& options) {
+  return build(report, facts, options);
+}
+
+ResultPayload build_payload(Report&& report, const RunFacts& facts, const PayloadOptions& options) {
+  Report consumed = std::move(report);
+  return build(&consumed, facts, options);
 }
 
 void write_payload(std::ostream& out, const ResultPayload& payload, Dialect dialect, const TaskIdentity* identity) {

@@ -52,6 +52,10 @@ std::string case_display_name(const TestCase& test_case, const std::string& stri
 ResultPayload build_payload(const Report* report, const RunFacts& facts,
                             const PayloadOptions& options);
 
+// The same from a report that is no longer needed: each case's memory is released as
+// soon as its result is built, so the payload reuses it (`runner convert` on huge reports).
+ResultPayload build_payload(Report&& report, const RunFacts& facts, const PayloadOptions& options);
+
 // Writes the payload as wire JSON in `dialect`, echoing `identity` when given (null for
 // `runner convert`). Streams case by case, so a 100,000-case payload needs no JSON tree.
 void write_payload(std::ostream& out, const ResultPayload& payload, Dialect dialect,
