@@ -106,24 +106,33 @@ ExecutorSettings executor_settings(const Options& options, const fs::path& work_
   return settings;
 }
 
+// The real side-effect implementations wired under one TaskExecutor (the composition
+// root of `runner` and `runner exec`).
+struct RealExecutor {
+  explicit RealExecutor(const Options& options)
+      : work_dir(options.work_dir.empty() ? default_work_dir() : fs::absolute(options.work_dir)),
+        executor({{"git", &git}}, runner, executor_settings(options, work_dir)) {}
+  fs::path work_dir;
+  GitFetcher git;
+  PosixProcessRunner runner;
+  TaskExecutor executor;
+};
+
 int run_daemon(const Options& options) {
   auto url = parse_http_url(options.backend_url);
   if (!url) {
     spdlog::error("--backend-url: {}", url.error().message);
     return exit_usage;
   }
-  const fs::path work_dir = options.work_dir.empty() ? default_work_dir() : fs::absolute(options.work_dir);
-  GitFetcher git;
-  PosixProcessRunner runner;
-  TaskExecutor executor({{"git", &git}}, runner, executor_settings(options, work_dir));
+  RealExecutor real(options);
 
   DaemonSettings settings;
   // --once takes exactly one task, so it polls with one slot whatever --concurrent says.
   settings.concurrent = options.once ? 1 : options.concurrent;
   settings.check_interval = milliseconds(static_cast<int64_t>(options.check_interval * 1000));
   settings.shutdown_grace = milliseconds(static_cast<int64_t>(options.shutdown_grace * 1000));
-  settings.work_dir = work_dir;
-  settings.spool_dir = options.spool_dir.empty() ? work_dir / "spool" : fs::absolute(options.spool_dir);
+  settings.work_dir = real.work_dir;
+  settings.spool_dir = options.spool_dir.empty() ? real.work_dir / "spool" : fs::absolute(options.spool_dir);
   settings.once = options.once;
 
   BackendConfig backend;
@@ -142,8 +151,8 @@ int run_daemon(const Options& options) {
     return std::make_unique<HttpBackendClient>(std::move(ex), std::move(config));
   };
   spdlog::info("proctor runner {} polling {} with {} slot(s), work dir {}", PROCTOR_VERSION, url->origin(),
-               options.concurrent, work_dir.string());
-  Daemon daemon(settings, executor, make_client);
+               options.concurrent, real.work_dir.string());
+  Daemon daemon(settings, real.executor, make_client);
   return daemon.run();
 }
 
@@ -170,10 +179,7 @@ int run_exec(const Options& options) {
     std::cerr << "runner exec: " << options.task_file << ": " << task.error().message << "\n";
     return exit_usage;
   }
-  const fs::path work_dir = options.work_dir.empty() ? default_work_dir() : fs::absolute(options.work_dir);
-  GitFetcher git;
-  PosixProcessRunner runner;
-  TaskExecutor executor({{"git", &git}}, runner, executor_settings(options, work_dir));
+  RealExecutor real(options);
 
   // SIGINT/SIGTERM cancel the task; a thread waits for them so the task can stop cleanly.
   sigset_t signals;
@@ -191,7 +197,7 @@ int run_exec(const Options& options) {
       }
     }
   });
-  const auto payload = executor.run(*task, work_dir / "exec", stop.get_token());
+  const auto payload = real.executor.run(*task, real.work_dir / "exec", stop.get_token());
   std::cout << serialize_payload(payload, task->identity) << std::endl;
   return exit_code_for(payload);
 }

@@ -132,23 +132,24 @@ void write_cases(WireWriter& out, const ResultPayload& payload, Dialect dialect)
   out.raw("]");
 }
 
+// `"key":<identity>,` exactly as the backend sent the identity; nothing without one.
+void write_identity(WireWriter& out, std::string_view key, const TaskIdentity* identity) {
+  if (identity == nullptr) return;
+  out.string(key);
+  out.raw(":");
+  out.raw(identity->value.dump());
+  out.raw(",");
+}
+
 void write_wire(WireWriter& out, const ResultPayload& payload, Dialect dialect, const TaskIdentity* identity) {
   out.raw("{");
   if (dialect == Dialect::flat) {
-    if (identity != nullptr) {
-      out.raw("\"id\":");
-      out.raw(identity->value.dump());
-      out.raw(",");
-    }
+    write_identity(out, "id", identity);
     write_summary_fields(out, payload, dialect);
     out.raw(",\"testResults\":");
     write_cases(out, payload, dialect);
   } else {
-    if (identity != nullptr) {
-      out.raw("\"attempt\":");
-      out.raw(identity->value.dump());
-      out.raw(",");
-    }
+    write_identity(out, "attempt", identity);
     out.raw("\"testResults\":{");
     write_summary_fields(out, payload, dialect);
     out.raw(",\"testCases\":");
