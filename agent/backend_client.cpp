@@ -1,5 +1,6 @@
 #include "agent/backend_client.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 #include <nlohmann/json.hpp>
@@ -33,16 +34,25 @@ asio::awaitable<BackendAnswer> HttpBackendClient::post_result(std::string body) 
 }
 
 asio::awaitable<BackendAnswer> HttpBackendClient::call(HttpRequest request) {
+  // A failed login is never reported as the call's own status: a 4xx from the login
+  // endpoint must not make a result look refused, nor a 404 look like "no task".
+  const auto login_failure = [](BackendAnswer login) {
+    BackendAnswer failed;
+    failed.login_failed = true;
+    failed.error = login.error.empty() ? "login failed" : login.error;
+    failed.retry_after = login.retry_after;
+    return failed;
+  };
   if (config_.auth && authorization_.empty()) {
     auto login = co_await log_in();
-    if (!login.ok()) co_return login;
+    if (!login.ok()) co_return login_failure(std::move(login));
   }
   auto answer = co_await exchange(request);
   if (config_.auth && answer.status == 401) {
     // The token expired or was revoked: log in again once and retry the call once.
     authorization_.clear();
     auto login = co_await log_in();
-    if (!login.ok()) co_return login;
+    if (!login.ok()) co_return login_failure(std::move(login));
     answer = co_await exchange(std::move(request));
   }
   co_return answer;
@@ -64,7 +74,7 @@ asio::awaitable<BackendAnswer> HttpBackendClient::exchange(HttpRequest request) 
     long seconds = 0;
     const auto* end = retry->data() + retry->size();
     if (auto [ptr, ec] = std::from_chars(retry->data(), end, seconds); ec == std::errc() && ptr == end && seconds >= 0) {
-      answer.retry_after = std::chrono::seconds(seconds);
+      answer.retry_after = std::chrono::seconds(std::min(seconds, 86400L));
     }
   }
   co_return answer;
@@ -87,7 +97,9 @@ asio::awaitable<BackendAnswer> HttpBackendClient::log_in() {
     answer.error = "the login answer has no accessToken";
     co_return answer;
   }
-  const std::string type = document.value("type", std::string("Bearer"));
+  const auto type_field = document.find("type");
+  const std::string type =
+      type_field != document.end() && type_field->is_string() ? type_field->get<std::string>() : "Bearer";
   authorization_ = type + " " + document["accessToken"].get<std::string>();
   co_return answer;
 }

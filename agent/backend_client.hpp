@@ -19,7 +19,8 @@ struct BackendAnswer {
   int status = 0;         // the HTTP status; 0 when no answer arrived
   std::string body;
   std::string error;      // why no answer arrived (status == 0), or why login failed
-  std::optional<std::chrono::seconds> retry_after;  // from a Retry-After header
+  std::optional<std::chrono::seconds> retry_after;  // from a Retry-After header (capped at a day)
+  bool login_failed = false;  // the call was not made: logging in failed (see error)
 
   // True for any 2xx.
   [[nodiscard]] bool ok() const { return status >= 200 && status <= 299; }

@@ -299,7 +299,12 @@ int run_cli(int argc, char** argv) {
     return exit_usage;
   }
   if (options.logger_level == "warning") options.logger_level = "warn";
-  set_up_logging(options);
+  try {
+    set_up_logging(options);
+  } catch (const spdlog::spdlog_ex& e) {
+    std::cerr << "runner: cannot set up logging: " << e.what() << "\n";
+    return exit_usage;
+  }
 
   try {
     if (exec->parsed()) return run_exec(options);

@@ -1,5 +1,6 @@
 #include "agent/daemon.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <optional>
 #include <random>
@@ -106,7 +107,13 @@ class Agent {
         begin_shutdown();
         grace_timer_.expires_after(settings_.shutdown_grace);
         grace_timer_.async_wait([this](const boost::system::error_code& tec) {
-          if (!tec) stop_running_tasks("the shutdown grace ran out");
+          if (tec) return;
+          stop_running_tasks("the shutdown grace ran out");
+          // Deliveries asleep in back-off give up now: their payloads stay spooled.
+          for (auto& slot : slots_) {
+            if (slot->state == SlotState::delivering) slot->timer.cancel();
+          }
+          flusher_timer_cancel();
         });
       } else {
         spdlog::warn("second signal: stopping now");
@@ -116,14 +123,12 @@ class Agent {
     });
   }
 
-  // Stop polling; idle and polling slots end now, running ones finish.
+  // Stop polling: idle slots end now; a poll in flight is answered first (the backend
+  // may already have handed its task over), running tasks finish within the grace.
   void begin_shutdown() {
     stopping_ = true;
     for (auto& slot : slots_) {
-      if (slot->state == SlotState::idle || slot->state == SlotState::polling) {
-        slot->timer.cancel();
-        slot->client->close();
-      }
+      if (slot->state == SlotState::idle) slot->timer.cancel();
     }
     flusher_timer_cancel();
   }
@@ -165,19 +170,35 @@ class Agent {
     return milliseconds(static_cast<int64_t>(static_cast<double>(base.count()) * dist(rng_)));
   }
 
+  // The wait before retry number `failures`: the back-off, or the backend's Retry-After
+  // when longer, never past the back-off ceiling (a Retry-After of 0 is no busy loop).
+  milliseconds retry_delay(const BackendAnswer& answer, int failures) {
+    const auto backoff = error_backoff(failures);
+    if (!answer.retry_after) return backoff;
+    return std::clamp(milliseconds(*answer.retry_after), backoff, std::max(backoff, settings_.max_error_backoff));
+  }
+
   milliseconds error_backoff(int failures) {
     const int64_t base = 1000LL << std::min(failures, 10);
     return jittered(std::min(milliseconds(base), settings_.max_error_backoff), 0.25);
   }
 
   asio::awaitable<void> slot_loop(Slot& slot) {
+    spdlog::info("slot {}: started", slot.index);
     int failures = 0;
     while (!stopping_) {
       slot.state = SlotState::polling;
       auto answer = co_await slot.client->get_task();
-      if (stopping_) break;
       if (!answer.ok() && answer.status != 404) {
-        if (answer.status == 0) {
+        if (stopping_) break;
+        if (answer.login_failed) {
+          spdlog::error("slot {}: {}", slot.index, answer.error);
+          if (settings_.once) {
+            exit_code_ = exit_infrastructure;
+            begin_shutdown();
+            break;
+          }
+        } else if (answer.status == 0) {
           spdlog::error("slot {}: cannot reach the backend: {}", slot.index, answer.error);
           if (settings_.once) {
             exit_code_ = exit_infrastructure;
@@ -194,7 +215,7 @@ class Agent {
           spdlog::warn("slot {}: the backend answered HTTP {} to the task request: {}", slot.index, answer.status,
                        utf8_truncate(make_valid_utf8(answer.body), 512));
         }
-        const auto delay = answer.retry_after ? milliseconds(*answer.retry_after) : error_backoff(failures++);
+        const auto delay = retry_delay(answer, failures++);
         slot.state = SlotState::idle;
         if (!co_await wait(slot.timer, delay)) break;
         continue;
@@ -202,6 +223,7 @@ class Agent {
       failures = 0;
       auto poll = classify_poll_answer(answer.status, answer.body);
       if (std::holds_alternative<NoTask>(poll)) {
+        if (stopping_) break;
         slot.state = SlotState::idle;
         if (!co_await wait(slot.timer, jittered(settings_.check_interval, 0.1))) break;
         continue;
@@ -242,6 +264,8 @@ class Agent {
                  task.branch ? " @ " + *task.branch : "");
     slot.state = SlotState::running;
     slot.stop = std::stop_source();
+    // Taken during shutdown (the poll was in flight): it is answered, as errored.
+    if (stopping_) slot.stop.request_stop();
     const auto slot_dir = settings_.work_dir / "slots" / std::to_string(slot.index);
     auto token = slot.stop.get_token();
     int code = exit_ok;
@@ -249,7 +273,16 @@ class Agent {
     auto spooled = co_await asio::co_spawn(
         workers_,
         [&]() -> asio::awaitable<SpooledPayload> {
-          auto payload = executor_.run(task, slot_dir, token);
+          ResultPayload payload;
+          try {
+            payload = executor_.run(task, slot_dir, token);
+          } catch (const std::exception& e) {
+            // A task that was taken is always answered, even when the agent itself fails.
+            spdlog::critical("task {}: internal error: {}", task.identity.text(), e.what());
+            RunFacts facts;
+            facts.failure = std::string("The agent failed internally: ") + e.what() + ".";
+            payload = build_payload(nullptr, facts, executor_.settings().payload);
+          }
           code = exit_code_for(payload);
           co_return spool_payload(task.identity.text(), serialize_payload(payload, task.identity));
         },
@@ -278,7 +311,9 @@ class Agent {
 
   asio::awaitable<bool> deliver_spooled(BackendClient& client, asio::steady_timer& timer, const std::string& identity,
                                         const std::string& body, const std::optional<std::filesystem::path>& entry) {
+    const auto give_up = [this] { return hard_stopped_ || (stopping_ && shutdown_deadline_passed()); };
     for (int attempt = 0;; ++attempt) {
+      if (hard_stopped_) break;  // stop at once: the payload is already spooled
       auto answer = co_await client.post_result(body);
       if (answer.ok()) {
         spdlog::info("result of task {} delivered (HTTP {})", identity, answer.status);
@@ -293,12 +328,13 @@ class Agent {
         if (entry) spool_.reject(*entry, answer.status, answer.body);
         co_return true;
       }
-      const auto delay = answer.retry_after ? milliseconds(*answer.retry_after) : error_backoff(attempt);
+      const auto delay = retry_delay(answer, attempt);
       spdlog::warn("posting the result of task {} failed ({}); retrying in {:.1f} s", identity,
                    answer.status == 0 ? answer.error : "HTTP " + std::to_string(answer.status),
                    static_cast<double>(delay.count()) / 1000.0);
-      if (hard_stopped_ || (stopping_ && shutdown_deadline_passed())) break;
-      if (!co_await wait(timer, delay) && hard_stopped_) break;
+      if (give_up()) break;
+      co_await wait(timer, delay);
+      if (give_up()) break;
     }
     spdlog::warn("the result of task {} stays in the spool{}", identity,
                  entry ? " (" + entry->string() + ") for the next start" : " only in memory and is lost");
@@ -315,6 +351,11 @@ class Agent {
     flusher_client_ = make_client_(io_.get_executor(), -1);
     asio::steady_timer timer(io_);
     flusher_timer_ = &timer;
+    // However this coroutine ends, shutdown must not touch the timer afterwards.
+    struct ForgetTimer {
+      asio::steady_timer*& pointer;
+      ~ForgetTimer() { pointer = nullptr; }
+    } forget{flusher_timer_};
     for (const auto& entry : entries) {
       auto body = spool_.read(entry);
       if (!body) {
@@ -324,7 +365,6 @@ class Agent {
       const bool settled = co_await deliver_spooled(*flusher_client_, timer, entry.filename().string(), *body, entry);
       if (!settled) break;
     }
-    flusher_timer_ = nullptr;
   }
 
   const DaemonSettings& settings_;

@@ -124,12 +124,18 @@ struct HttpClient::Impl {
     return ec.message();
   }
 
+  // How far an exchange got before it failed: a request that was written may have been
+  // acted on by the server and must not be sent again.
+  enum class Phase { writing, reading };
+
   template <class Stream>
   asio::awaitable<boost::system::error_code> exchange(Stream& stream, http::request<http::string_body>& req,
-                                                      HttpResponse& out) {
+                                                      HttpResponse& out, Phase& phase) {
     lowest().expires_after(limits.request_timeout);
+    phase = Phase::writing;
     auto [wec, written] = co_await http::async_write(stream, req, use_tuple);
     if (wec) co_return wec;
+    phase = Phase::reading;
     http::response_parser<http::string_body> parser;
     parser.body_limit(limits.body_limit);
     auto [rec, read] = co_await http::async_read(stream, buffer, parser, use_tuple);
@@ -163,8 +169,13 @@ HttpClient::~HttpClient() = default;
 const Url& HttpClient::base() const { return impl_->base; }
 
 void HttpClient::close() {
+  // Only cancel: an operation may still be pending on the stream (an SSL read keeps
+  // references into it), so the stream objects live until the next connect().
   impl_->resolver.cancel();
-  impl_->reset_connection();
+  boost::system::error_code ignored;
+  if (impl_->plain_stream) impl_->plain_stream->socket().close(ignored);
+  if (impl_->tls_stream) beast::get_lowest_layer(*impl_->tls_stream).socket().close(ignored);
+  impl_->connected = false;
 }
 
 asio::awaitable<Result<HttpResponse>> HttpClient::send(HttpRequest request) {
@@ -191,12 +202,16 @@ asio::awaitable<Result<HttpResponse>> HttpClient::send(HttpRequest request) {
     }
     d.buffer.clear();
     HttpResponse response;
-    const auto ec = d.is_tls() ? co_await d.exchange(*d.tls_stream, req, response)
-                               : co_await d.exchange(*d.plain_stream, req, response);
+    Impl::Phase phase = Impl::Phase::writing;
+    const auto ec = d.is_tls() ? co_await d.exchange(*d.tls_stream, req, response, phase)
+                               : co_await d.exchange(*d.plain_stream, req, response, phase);
     if (!ec) co_return response;
     d.reset_connection();
-    // A kept-alive connection the server has since closed: open a new one, once.
-    if (reused && attempt == 0 && is_stale_connection_error(ec)) continue;
+    // A kept-alive connection the server had closed before it read anything: open a new
+    // one, once. Not when the server may have acted on the request (GET takes a task,
+    // POST delivers a result): only a failed write or an answer that never began.
+    const bool nothing_read = phase == Impl::Phase::writing || ec == http::error::end_of_stream;
+    if (reused && attempt == 0 && nothing_read && is_stale_connection_error(ec)) continue;
     if (ec == http::error::body_limit) {
       co_return make_error("the answer from " + d.base.origin() + " is larger than " +
                            std::to_string(d.limits.body_limit) + " bytes");

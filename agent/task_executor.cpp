@@ -3,6 +3,7 @@
 #include <fnmatch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <sstream>
 
@@ -223,7 +224,7 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
   for (const auto& [key, value] : inputs) spec.env.emplace_back("OT_" + upper_key(key), value);
   const double timeout_s = task.timeout_seconds.value_or(
       service->spec.timeout_seconds.value_or(static_cast<double>(settings_.default_timeout.count()) / 1000.0));
-  spec.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000.0));
+  spec.timeout = std::chrono::milliseconds(static_cast<int64_t>(std::ceil(timeout_s * 1000.0)));
   spec.kill_grace = settings_.kill_grace;
   spec.log_file = folders->log_file;
   spec.tail_bytes = settings_.payload.details_tail;

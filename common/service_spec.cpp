@@ -71,8 +71,9 @@ Result<ServiceSpec> spec_from_yaml(const YAML::Node& root, std::string_view os) 
   }
   if (const YAML::Node timeout = root["timeout"]; timeout && !timeout.IsNull()) {
     double seconds = 0;
-    if (!timeout.IsScalar() || !YAML::convert<double>::decode(timeout, seconds) || seconds <= 0) {
-      return make_error("timeout must be a positive number of seconds" + at_line(timeout));
+    if (!timeout.IsScalar() || !YAML::convert<double>::decode(timeout, seconds) || seconds <= 0 ||
+        seconds > 7 * 24 * 3600) {
+      return make_error("timeout must be a positive number of seconds, at most a week" + at_line(timeout));
     }
     spec.timeout_seconds = seconds;
   }

@@ -106,8 +106,9 @@ Result<Task> task_from_object(const json& object) {
   if (*service && !trim(**service).empty()) task.service = std::string(trim(**service));
 
   if (const auto it = object.find("timeout"); it != object.end() && !it->is_null()) {
-    if (!it->is_number() || it->get<double>() <= 0) {
-      return make_error("\"timeout\" must be a positive number of seconds");
+    // Bounded so that deadlines never overflow: up to a week.
+    if (!it->is_number() || it->get<double>() <= 0 || it->get<double>() > 7 * 24 * 3600) {
+      return make_error("\"timeout\" must be a positive number of seconds, at most a week (604800)");
     }
     task.timeout_seconds = it->get<double>();
   }

@@ -173,7 +173,8 @@ def test_result_is_retried_until_the_backend_takes_it(backend, make_repo, make_s
     assert len(posts) == 3
 
 
-def test_second_signal_stops_at_once_without_waiting_for_the_grace(backend, make_repo, make_service, start_runner):
+def test_second_signal_stops_at_once_without_waiting_for_the_grace(backend, make_repo, make_service, start_runner,
+                                                                   tmp_path):
     repo = make_repo({"README": "x\n"})
     n = uuid.uuid4().int % 900000 + 100000
     service = make_service(f"""
@@ -188,8 +189,28 @@ def test_second_signal_stops_at_once_without_waiting_for_the_grace(backend, make
 
     assert runner.wait(timeout=30) == 0  # far less than the 600 s grace
     assert processes_with(f"sleep {n}") == []
-    [payload] = b.results()
+    # Stopping at once means not waiting for the backend either: the errored payload is
+    # in the spool, for the next start to deliver.
+    [pending] = (tmp_path / "work" / "spool" / "pending").glob("*.json")
+    payload = json.loads(pending.read_text())
+    assert payload["id"] == "long"
     assert "agent shut down" in payload["errorDetails"]
+
+
+def test_a_task_taken_by_a_poll_in_flight_at_sigterm_is_answered(backend, make_repo, make_service, start_runner):
+    repo = make_repo({"README": "x\n"})
+    service = make_service(PYTEST_SERVICE_YAML, PYTEST_SERVICE_FILES)
+    # The backend hands out the task 1.5 s after being asked: SIGTERM comes in between.
+    b = backend([{"id": "in-flight", "repositoryUrl": f"file://{repo}"}], "--fault", "get:slow=1500")
+    runner = start_runner("--backend-url", b.url, "--service", str(service))
+    wait_for_line(runner.stderr, "slot 0: started")  # its first poll is being sent
+    runner.send_signal(signal.SIGTERM)
+
+    assert runner.wait(timeout=30) == 0
+    [payload] = b.results()
+    assert payload["id"] == "in-flight"
+    assert payload["isError"] is True
+    assert "agent shut down before the task ran" in payload["errorDetails"]
 
 
 def test_a_final_refusal_keeps_the_payload_in_rejected_with_the_answer(backend, make_repo, make_service, run_runner,

@@ -61,7 +61,7 @@ timeout: 600
       return spec.error().message;
     };
     CHECK(error("timeout: 5\n") == "the specification has no cmd");
-    CHECK(error("cmd: x\ntimeout: soon\n").find("timeout must be a positive number of seconds (line 2)") !=
+    CHECK(error("cmd: x\ntimeout: soon\n").find("timeout must be a positive number of seconds, at most a week (line 2)") !=
           std::string::npos);
     CHECK(error("cmd: x\nvalid_exit_codes: [0, x]\n").find("valid_exit_codes") != std::string::npos);
     CHECK(error("cmd: [unclosed\n").find("not valid YAML") != std::string::npos);

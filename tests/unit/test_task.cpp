@@ -89,6 +89,7 @@ TEST_SUITE("task") {
     CHECK(parse_error(R"({"id":"a","repositoryUrl":"u","repositoryType":"cvs"})").find("repositoryType") !=
           std::string::npos);
     CHECK(parse_error(R"({"id":"a","repositoryUrl":"u","timeout":-1})").find("timeout") != std::string::npos);
+    CHECK(parse_error(R"({"id":"a","repositoryUrl":"u","timeout":1e12})").find("at most a week") != std::string::npos);
   }
 
   TEST_CASE("every 'no task' answer of the backend") {
