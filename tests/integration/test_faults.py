@@ -142,15 +142,22 @@ def test_no_report_and_unreadable_report_are_errors(backend, make_repo, make_ser
     assert "report is unreadable" in garbled_payload["errorDetails"]
 
 
-def test_sigterm_during_a_task_posts_it_as_errored_after_the_grace(backend, make_repo, make_service, start_runner):
+def start_long_task(backend, make_repo, make_service, start_runner, grace):
+    """A daemon running task "long", whose service sleeps `n` seconds: (backend, runner, n)
+    once the service is starting."""
     repo = make_repo({"README": "x\n"})
-    n = uuid.uuid4().int % 900000 + 100000
+    n = uuid.uuid4().int % 900000 + 100000  # a unique sleep finds this test's process
     service = make_service(f"""
         cmd: exec sleep {n}
         """)
     b = backend([{"id": "long", "repositoryUrl": f"file://{repo}"}])
-    runner = start_runner("--backend-url", b.url, "--service", str(service), "--shutdown-grace", "1")
+    runner = start_runner("--backend-url", b.url, "--service", str(service), "--shutdown-grace", str(grace))
     wait_for_line(runner.stderr, "running service")
+    return b, runner, n
+
+
+def test_sigterm_during_a_task_posts_it_as_errored_after_the_grace(backend, make_repo, make_service, start_runner):
+    b, runner, n = start_long_task(backend, make_repo, make_service, start_runner, grace=1)
     runner.send_signal(signal.SIGTERM)
 
     assert runner.wait(timeout=30) == 0
@@ -175,14 +182,7 @@ def test_result_is_retried_until_the_backend_takes_it(backend, make_repo, make_s
 
 def test_second_signal_stops_at_once_without_waiting_for_the_grace(backend, make_repo, make_service, start_runner,
                                                                    tmp_path):
-    repo = make_repo({"README": "x\n"})
-    n = uuid.uuid4().int % 900000 + 100000
-    service = make_service(f"""
-        cmd: exec sleep {n}
-        """)
-    b = backend([{"id": "long", "repositoryUrl": f"file://{repo}"}])
-    runner = start_runner("--backend-url", b.url, "--service", str(service), "--shutdown-grace", "600")
-    wait_for_line(runner.stderr, "running service")
+    b, runner, n = start_long_task(backend, make_repo, make_service, start_runner, grace=600)
     runner.send_signal(signal.SIGTERM)
     wait_for_line(runner.stderr, "no new tasks")
     runner.send_signal(signal.SIGTERM)
