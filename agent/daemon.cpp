@@ -12,6 +12,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -191,15 +192,10 @@ class Agent {
       auto answer = co_await slot.client->get_task();
       if (!answer.ok() && answer.status != 404) {
         if (stopping_) break;
-        if (answer.login_failed) {
-          spdlog::error("slot {}: {}", slot.index, answer.error);
-          if (settings_.once) {
-            exit_code_ = exit_infrastructure;
-            begin_shutdown();
-            break;
-          }
-        } else if (answer.status == 0) {
-          spdlog::error("slot {}: cannot reach the backend: {}", slot.index, answer.error);
+        if (answer.status == 0) {
+          // No answer (or no login): a one-shot run says so and ends; the daemon retries.
+          spdlog::error("slot {}: {}{}", slot.index, answer.login_failed ? "" : "cannot reach the backend: ",
+                        answer.error);
           if (settings_.once) {
             exit_code_ = exit_infrastructure;
             begin_shutdown();
@@ -232,15 +228,9 @@ class Agent {
         spdlog::error("slot {}: the backend sent a malformed task ({}); raw body: {}", slot.index, bad->reason,
                       utf8_truncate(make_valid_utf8(answer.body), 4096));
         if (bad->identity) {
-          RunFacts facts;
-          facts.failure = "The task is malformed: " + bad->reason + ".";
-          const auto payload = build_payload(nullptr, facts, executor_.settings().payload);
+          const auto payload = error_payload("The task is malformed: " + bad->reason + ".", executor_.settings().payload);
           const auto identity = bad->identity->text();
-          auto body = serialize_payload(payload, *bad->identity);
-          auto spooled = co_await asio::co_spawn(
-              workers_, [&]() -> asio::awaitable<SpooledPayload> { co_return spool_payload(identity, std::move(body)); },
-              asio::use_awaitable);
-          co_await deliver(slot, identity, spooled);
+          co_await deliver(slot, identity, co_await spool_on_worker(identity, serialize_payload(payload, *bad->identity)));
         }
         if (settings_.once) {
           exit_code_ = exit_usage;
@@ -268,38 +258,39 @@ class Agent {
     if (stopping_) slot.stop.request_stop();
     const auto slot_dir = settings_.work_dir / "slots" / std::to_string(slot.index);
     auto token = slot.stop.get_token();
-    int code = exit_ok;
-    // The task and the spool write (fsync) run on a worker; the result comes back here.
-    auto spooled = co_await asio::co_spawn(
+    // The task runs on a worker (it blocks); its payload comes back here.
+    auto payload = co_await asio::co_spawn(
         workers_,
-        [&]() -> asio::awaitable<SpooledPayload> {
-          ResultPayload payload;
+        [&]() -> asio::awaitable<ResultPayload> {
           try {
-            payload = executor_.run(task, slot_dir, token);
+            co_return executor_.run(task, slot_dir, token);
           } catch (const std::exception& e) {
             // A task that was taken is always answered, even when the agent itself fails.
             spdlog::critical("task {}: internal error: {}", task.identity.text(), e.what());
-            RunFacts facts;
-            facts.failure = std::string("The agent failed internally: ") + e.what() + ".";
-            payload = build_payload(nullptr, facts, executor_.settings().payload);
+            co_return error_payload(std::string("The agent failed internally: ") + e.what() + ".",
+                                    executor_.settings().payload);
           }
-          code = exit_code_for(payload);
-          co_return spool_payload(task.identity.text(), serialize_payload(payload, task.identity));
         },
         asio::use_awaitable);
-    if (settings_.once) exit_code_ = code;
-    co_await deliver(slot, task.identity.text(), spooled);
+    if (settings_.once) exit_code_ = exit_code_for(payload);
+    const auto identity = task.identity.text();
+    co_await deliver(slot, identity, co_await spool_on_worker(identity, serialize_payload(payload, task.identity)));
   }
 
-  // Writes the payload to the spool (fsync: call on a worker, never on the event loop).
-  SpooledPayload spool_payload(const std::string& identity, std::string body) {
-    SpooledPayload spooled;
-    auto entry = spool_.add(identity, body);
-    if (entry) spooled.entry = *entry;
-    else spdlog::error("the result of task {} could not be spooled ({}); delivering from memory", identity,
-                       entry.error().message);
-    spooled.body = std::move(body);
-    return spooled;
+  // Writes the payload to the spool on a worker (fsync never runs on the event loop).
+  asio::awaitable<SpooledPayload> spool_on_worker(const std::string& identity, std::string body) {
+    co_return co_await asio::co_spawn(
+        workers_,
+        [&]() -> asio::awaitable<SpooledPayload> {
+          SpooledPayload spooled;
+          auto entry = spool_.add(identity, body);
+          if (entry) spooled.entry = *entry;
+          else spdlog::error("the result of task {} could not be spooled ({}); delivering from memory", identity,
+                             entry.error().message);
+          spooled.body = std::move(body);
+          co_return spooled;
+        },
+        asio::use_awaitable);
   }
 
   // Posts until a 2xx or a final 4xx; retries with back-off otherwise. A payload that
@@ -317,7 +308,7 @@ class Agent {
       auto answer = co_await client.post_result(body);
       if (answer.ok()) {
         spdlog::info("result of task {} delivered (HTTP {})", identity, answer.status);
-        if (entry) spool_.remove(*entry);
+        if (entry) asio::post(workers_, [this, path = *entry] { spool_.remove(path); });
         co_return true;
       }
       const bool final_refusal = answer.status >= 400 && answer.status < 500 && answer.status != 401 &&
@@ -325,7 +316,11 @@ class Agent {
       if (final_refusal) {
         spdlog::error("the backend rejected the result of task {} (HTTP {}): {}", identity, answer.status,
                       utf8_truncate(make_valid_utf8(answer.body), 2048));
-        if (entry) spool_.reject(*entry, answer.status, answer.body);
+        if (entry) {
+          asio::post(workers_, [this, path = *entry, status = answer.status, why = std::move(answer.body)] {
+            spool_.reject(path, status, why);
+          });
+        }
         co_return true;
       }
       const auto delay = retry_delay(answer, attempt);
@@ -345,7 +340,20 @@ class Agent {
 
   // Delivers payloads a previous run left in the spool.
   asio::awaitable<void> flush_spool() {
-    const auto entries = spool_.pending();
+    // The spool is read on a worker: file I/O stays off the event loop.
+    using Entries = std::vector<std::pair<std::filesystem::path, std::string>>;
+    const auto entries = co_await asio::co_spawn(
+        workers_,
+        [this]() -> asio::awaitable<Entries> {
+          Entries found;
+          for (auto& entry : spool_.pending()) {
+            auto body = spool_.read(entry);
+            if (!body) spdlog::error("{}", body.error().message);
+            else found.emplace_back(std::move(entry), std::move(body).value());
+          }
+          co_return found;
+        },
+        asio::use_awaitable);
     if (entries.empty()) co_return;
     spdlog::info("{} undelivered result(s) in the spool {}: delivering", entries.size(), spool_.dir().string());
     flusher_client_ = make_client_(io_.get_executor(), -1);
@@ -356,13 +364,8 @@ class Agent {
       asio::steady_timer*& pointer;
       ~ForgetTimer() { pointer = nullptr; }
     } forget{flusher_timer_};
-    for (const auto& entry : entries) {
-      auto body = spool_.read(entry);
-      if (!body) {
-        spdlog::error("{}", body.error().message);
-        continue;
-      }
-      const bool settled = co_await deliver_spooled(*flusher_client_, timer, entry.filename().string(), *body, entry);
+    for (const auto& [entry, body] : entries) {
+      const bool settled = co_await deliver_spooled(*flusher_client_, timer, entry.filename().string(), body, entry);
       if (!settled) break;
     }
   }

@@ -76,18 +76,30 @@ std::string signal_name(int sig) {
   return abbrev != nullptr ? std::string("SIG") + abbrev : std::to_string(sig);
 }
 
-}  // namespace
-
-const char* to_string(TaskPhase phase) {
-  switch (phase) {
-    case TaskPhase::fetching: return "fetch";
-    case TaskPhase::preparing: return "prepare";
-    case TaskPhase::running: return "service";
-    case TaskPhase::reading_report: return "report";
-    case TaskPhase::done: return "done";
+// Why a service run broke, in one sentence, or nothing when its report stands: the
+// process's end is judged first (start, shutdown, timeout, signal, exit code), then the report.
+std::optional<std::string> run_failure(const ProcessOutcome& outcome, bool shutting_down,
+                                       const std::vector<int>& valid_exit_codes, bool have_report,
+                                       const std::string& report_problem, std::chrono::milliseconds timeout,
+                                       const fs::path& junit_xml) {
+  if (!outcome.started && shutting_down) return "The agent shut down before the service started.";
+  if (!outcome.started) return sentence("The service could not start: " + outcome.start_error);
+  if (outcome.cancelled) return "The agent shut down while the service was running; the service was stopped.";
+  if (outcome.timed_out) return "The service timed out after " + seconds_text(timeout) + " s and was stopped.";
+  if (outcome.term_signal) return "The service was killed by signal " + signal_name(*outcome.term_signal) + ".";
+  const auto& valid = valid_exit_codes;
+  // Exit 1 with a readable report is how test runners say "tests failed".
+  if (outcome.exit_code && std::find(valid.begin(), valid.end(), *outcome.exit_code) == valid.end() &&
+      !(*outcome.exit_code == 1 && have_report)) {
+    return "The service exited with code " + std::to_string(*outcome.exit_code) +
+           ", which is not in valid_exit_codes " + exit_code_list(valid) + ".";
   }
-  return "?";
+  if (!report_problem.empty()) return sentence("The service's report is unreadable: " + report_problem);
+  if (!have_report) return "The service wrote no report (expected " + junit_xml.string() + ").";
+  return std::nullopt;
 }
+
+}  // namespace
 
 std::string repository_kind(const Task& task) {
   if (task.repository_type) return *task.repository_type;
@@ -147,40 +159,31 @@ Result<Checkout> TaskExecutor::fetch_submission(const Task& task, const fs::path
   return it->second->fetch(SourceSpec{url, task.branch, task.revision}, cache_root / kind, std::move(cancel));
 }
 
-ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std::stop_token cancel,
-                                const std::function<void(TaskPhase)>& on_phase) const {
-  const auto phase = [&](TaskPhase p) {
-    if (on_phase) on_phase(p);
-  };
-  const auto fail = [&](std::string sentence, std::string tail = {}) {
-    spdlog::warn("task {}: {}", task.identity.text(), sentence);
-    RunFacts facts;
-    facts.failure = std::move(sentence);
-    facts.output_tail = std::move(tail);
-    phase(TaskPhase::done);
-    return build_payload(nullptr, facts, settings_.payload);
+ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std::stop_token cancel) const {
+  const auto fail = [&](const std::string& why) {
+    auto payload = error_payload(sentence(why), settings_.payload);
+    spdlog::warn("task {}: {}", task.identity.text(), payload.error_details);
+    return payload;
   };
 
   SlotWorkspace workspace(slot_dir);
   auto folders = workspace.start_task();
-  if (!folders) return fail(sentence("The agent could not prepare its workspace: " + folders.error().message));
+  if (!folders) return fail("The agent could not prepare its workspace: " + folders.error().message);
 
   auto service = find_service(task);
-  if (!service) return fail(sentence("The service could not be loaded: " + service.error().message));
+  if (!service) return fail("The service could not be loaded: " + service.error().message);
 
-  phase(TaskPhase::fetching);
   if (cancel.stop_requested()) return fail("The agent shut down before the task ran.");
   auto checkout = fetch_submission(task, workspace.repos_dir(), cancel);
   if (!checkout) {
     if (cancel.stop_requested()) return fail("The agent shut down while fetching the submission.");
-    return fail(sentence("Fetching the submission failed: " + checkout.error().message));
+    return fail("Fetching the submission failed: " + checkout.error().message);
   }
   spdlog::info("task {}: submission at {} ({}{})", task.identity.text(), checkout->commit.substr(0, 12),
                checkout->dir.string(), checkout->reused ? ", reused" : "");
 
-  phase(TaskPhase::preparing);
   if (auto copied = copy_tree(service->dir, folders->service_dir); !copied) {
-    return fail(sentence("The service could not be copied into the workspace: " + copied.error().message));
+    return fail("The service could not be copied into the workspace: " + copied.error().message);
   }
   const fs::path task_results = settings_.results_dir / safe_folder_name(task.identity.text());
   std::error_code ec;
@@ -201,14 +204,14 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
     }
   }
   auto command = expand_command(service->spec.cmd, inputs);
-  if (!command) return fail(sentence("The service command cannot be built: " + command.error().message));
+  if (!command) return fail("The service command cannot be built: " + command.error().message);
 
   nlohmann::json input_json = nlohmann::json::object();
   for (const auto& [key, value] : inputs) input_json[key] = make_valid_utf8(value);
   if (auto written = write_file_atomically(folders->service_dir / "input.json", input_json.dump(2),
                                             Durability::volatile_ok);
       !written) {
-    return fail(sentence("The service input could not be written: " + written.error().message));
+    return fail("The service input could not be written: " + written.error().message);
   }
 
   ProcessSpec spec;
@@ -229,12 +232,10 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
   spec.log_file = folders->log_file;
   spec.tail_bytes = settings_.payload.details_tail;
 
-  phase(TaskPhase::running);
   spdlog::info("task {}: running service {} (timeout {} s)", task.identity.text(), service->spec_file.string(),
                timeout_s);
   const ProcessOutcome outcome = runner_.run(spec, cancel);
 
-  phase(TaskPhase::reading_report);
   RunFacts facts;
   facts.output_tail = outcome.output_tail;
   facts.wall_seconds = static_cast<double>(outcome.wall.count()) / 1000.0;
@@ -253,32 +254,12 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
     else merge_reports(*report, std::move(parsed).value());
   }
 
-  const auto& valid = service->spec.valid_exit_codes;
-  if (!outcome.started && cancel.stop_requested()) {
-    facts.failure = "The agent shut down before the service started.";
-  } else if (!outcome.started) {
-    facts.failure = sentence("The service could not start: " + outcome.start_error);
-  } else if (outcome.cancelled) {
-    facts.failure = "The agent shut down while the service was running; the service was stopped.";
-  } else if (outcome.timed_out) {
-    facts.failure = "The service timed out after " + seconds_text(spec.timeout) + " s and was stopped.";
-  } else if (outcome.term_signal) {
-    facts.failure = "The service was killed by signal " + signal_name(*outcome.term_signal) + ".";
-  } else if (outcome.exit_code && std::find(valid.begin(), valid.end(), *outcome.exit_code) == valid.end() &&
-             !(*outcome.exit_code == 1 && report)) {
-    // Exit 1 with a readable report is how test runners say "tests failed".
-    facts.failure = "The service exited with code " + std::to_string(*outcome.exit_code) +
-                    ", which is not in valid_exit_codes " + exit_code_list(valid) + ".";
-  } else if (!report_problem.empty()) {
-    facts.failure = sentence("The service's report is unreadable: " + report_problem);
-  } else if (!report) {
-    facts.failure = "The service wrote no report (expected " + folders->junit_xml.string() + ").";
-  }
+  facts.failure = run_failure(outcome, cancel.stop_requested(), service->spec.valid_exit_codes, report.has_value(),
+                              report_problem, spec.timeout, folders->junit_xml);
   auto payload = build_payload(report ? &*report : nullptr, facts, settings_.payload);
   spdlog::info("task {}: {} ({} cases, {:.3f} s, peak {} KiB){}", task.identity.text(),
                payload.error ? "error" : (payload.passed ? "passed" : "failed"), payload.cases.size(),
                facts.wall_seconds, outcome.peak_rss_kib, facts.failure ? ": " + *facts.failure : "");
-  phase(TaskPhase::done);
   return payload;
 }
 

@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <filesystem>
-#include <functional>
 #include <map>
 #include <optional>
 #include <stop_token>
@@ -32,12 +31,6 @@ struct ExecutorSettings {
   PayloadOptions payload;
 };
 
-// What the executor reports as the task goes (for logs and a status line).
-enum class TaskPhase { fetching, preparing, running, reading_report, done };
-
-// Names used in logs: "fetch", "prepare", "service", "report", "done".
-const char* to_string(TaskPhase phase);
-
 class TaskExecutor {
  public:
   // `fetchers` maps a repository kind ("git") to its Fetcher; all must outlive this.
@@ -45,9 +38,7 @@ class TaskExecutor {
 
   // Runs `task` in the slot folder `slot_dir` and returns its payload; every failure
   // (bad URL, fetch, service, report, cancel) becomes an error payload, never a throw.
-  // `on_phase` (optional) is called on this thread as the task moves on.
-  ResultPayload run(const Task& task, const std::filesystem::path& slot_dir, std::stop_token cancel,
-                    const std::function<void(TaskPhase)>& on_phase = {}) const;
+  ResultPayload run(const Task& task, const std::filesystem::path& slot_dir, std::stop_token cancel) const;
 
   [[nodiscard]] const ExecutorSettings& settings() const { return settings_; }
 

@@ -242,6 +242,12 @@ ResultPayload build_payload(const Report* report, const RunFacts& facts, const P
   return build(report, facts, options);
 }
 
+ResultPayload error_payload(std::string failure, const PayloadOptions& options) {
+  RunFacts facts;
+  facts.failure = std::move(failure);
+  return build(static_cast<const Report*>(nullptr), facts, options);
+}
+
 ResultPayload build_payload(Report&& report, const RunFacts& facts, const PayloadOptions& options) {
   Report consumed = std::move(report);
   return build(&consumed, facts, options);

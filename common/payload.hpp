@@ -52,6 +52,10 @@ std::string case_display_name(const TestCase& test_case, const std::string& stri
 ResultPayload build_payload(const Report* report, const RunFacts& facts,
                             const PayloadOptions& options);
 
+// The payload of a run that broke before or without a report: isError, with `failure`
+// (one plain sentence) as errorDetails.
+ResultPayload error_payload(std::string failure, const PayloadOptions& options);
+
 // The same from a report that is no longer needed: each case's memory is released as
 // soon as its result is built, so the payload reuses it (`runner convert` on huge reports).
 ResultPayload build_payload(Report&& report, const RunFacts& facts, const PayloadOptions& options);

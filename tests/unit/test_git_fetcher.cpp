@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "agent/git_fetcher.hpp"
+#include "tests/unit/require_ok.hpp"
 #include "common/text.hpp"
 #include "tests/unit/temp_dir.hpp"
 
@@ -161,7 +162,7 @@ TEST_SUITE("git_fetcher") {
 
     GitFetcher fetcher;
     const auto result = fetch(fetcher, tmp / "cache", {upstream.path.string(), {}, {}});
-    REQUIRE_MESSAGE(result.ok(), (result.ok() ? "" : result.error().message));
+    REQUIRE_OK(result);
     CHECK(result->dir.parent_path() == tmp / "cache");
     CHECK(read_file(result->dir / "which.txt") == "trunk");
     CHECK(result->commit == trunk);
@@ -172,7 +173,7 @@ TEST_SUITE("git_fetcher") {
     // The remote changes its default branch: a reused clone follows.
     git(upstream.path, "checkout -q main");
     const auto again = fetch(fetcher, tmp / "cache", {upstream.path.string(), {}, {}});
-    REQUIRE_MESSAGE(again.ok(), (again.ok() ? "" : again.error().message));
+    REQUIRE_OK(again);
     CHECK(again->reused);
     CHECK(again->commit == main_tip);
     CHECK(read_file(again->dir / "which.txt") == "main");
@@ -188,7 +189,7 @@ TEST_SUITE("git_fetcher") {
 
     GitFetcher fetcher;
     const auto result = fetch(fetcher, tmp / "cache", {"file://" + upstream.path.string(), "feature", {}});
-    REQUIRE_MESSAGE(result.ok(), (result.ok() ? "" : result.error().message));
+    REQUIRE_OK(result);
     CHECK(read_file(result->dir / "which.txt") == "feature");
     CHECK(result->commit == feature);
     CHECK(git(result->dir, "rev-parse --abbrev-ref HEAD") == "feature");
@@ -206,7 +207,7 @@ TEST_SUITE("git_fetcher") {
     for (const std::string& revision : {old_commit, old_commit.substr(0, 8), std::string("v1")}) {
       CAPTURE(revision);
       const auto result = fetch(fetcher, tmp / "cache", {upstream.path.string(), {}, revision});
-      REQUIRE_MESSAGE(result.ok(), (result.ok() ? "" : result.error().message));
+      REQUIRE_OK(result);
       CHECK(result->commit == old_commit);
       CHECK(read_file(result->dir / "version.txt") == "1");
       CHECK(git(result->dir, "rev-parse --abbrev-ref HEAD") == "HEAD");  // detached
@@ -225,7 +226,7 @@ TEST_SUITE("git_fetcher") {
 
     GitFetcher fetcher;
     const auto first = fetch(fetcher, tmp / "cache", {upstream.path.string(), {}, {}});
-    REQUIRE_MESSAGE(first.ok(), (first.ok() ? "" : first.error().message));
+    REQUIRE_OK(first);
     CHECK_FALSE(first->reused);
 
     // What a test run writes into the tree: untracked, ignored, and a changed tracked file.
@@ -238,7 +239,7 @@ TEST_SUITE("git_fetcher") {
 
     const std::string newer = upstream.commit("src/util.c", "int util;\n");
     const auto second = fetch(fetcher, tmp / "cache", {upstream.path.string(), {}, {}});
-    REQUIRE_MESSAGE(second.ok(), (second.ok() ? "" : second.error().message));
+    REQUIRE_OK(second);
     CHECK(second->reused);
     CHECK(second->dir == first->dir);
     CHECK(second->commit == newer);
@@ -263,12 +264,12 @@ TEST_SUITE("git_fetcher") {
 
     GitFetcher fetcher;
     const auto on_a = fetch(fetcher, tmp / "cache", {upstream.path.string(), "a", {}});
-    REQUIRE_MESSAGE(on_a.ok(), (on_a.ok() ? "" : on_a.error().message));
+    REQUIRE_OK(on_a);
     CHECK(on_a->commit == a);
     CHECK(fs::exists(on_a->dir / "only_a.txt"));
 
     const auto on_b = fetch(fetcher, tmp / "cache", {upstream.path.string(), "b", {}});
-    REQUIRE_MESSAGE(on_b.ok(), (on_b.ok() ? "" : on_b.error().message));
+    REQUIRE_OK(on_b);
     CHECK(on_b->reused);
     CHECK(on_b->commit == b);
     CHECK(git(on_b->dir, "rev-parse --abbrev-ref HEAD") == "b");
@@ -297,7 +298,7 @@ TEST_SUITE("git_fetcher") {
                         shell_quote(original.path.string()));
 
     const auto second = fetch(fetcher, tmp / "cache", {original.path.string(), {}, {}});
-    REQUIRE_MESSAGE(second.ok(), (second.ok() ? "" : second.error().message));
+    REQUIRE_OK(second);
     CHECK(second->reused);
     CHECK(second->commit == mirrored);
     CHECK(read_file(second->dir / "which.txt") == "mirror");
@@ -323,7 +324,7 @@ TEST_SUITE("git_fetcher") {
     }
 
     const auto again = fetch(fetcher, tmp / "cache", {upstream.path.string(), {}, {}});
-    REQUIRE_MESSAGE(again.ok(), (again.ok() ? "" : again.error().message));
+    REQUIRE_OK(again);
     CHECK_FALSE(again->reused);
     CHECK(again->dir == first->dir);
     CHECK(again->commit == head);
@@ -398,14 +399,14 @@ TEST_SUITE("git_fetcher") {
 
     GitFetcher fetcher;
     const auto first = fetch(fetcher, tmp / "cache", {super.path.string(), {}, {}});
-    REQUIRE_MESSAGE(first.ok(), (first.ok() ? "" : first.error().message));
+    REQUIRE_OK(first);
     CHECK(read_file(first->dir / "libs/sub/sub.txt") == "sub");
     CHECK(read_file(first->dir / "libs/sub/nested/inner.txt") == "inner");
 
     write_file(first->dir / "libs/sub/stray.txt", "left over");
     write_file(first->dir / "libs/sub/sub.txt", "changed");
     const auto second = fetch(fetcher, tmp / "cache", {super.path.string(), {}, {}});
-    REQUIRE_MESSAGE(second.ok(), (second.ok() ? "" : second.error().message));
+    REQUIRE_OK(second);
     CHECK(second->reused);
     CHECK(read_file(second->dir / "libs/sub/sub.txt") == "sub");
     CHECK_FALSE(fs::exists(second->dir / "libs/sub/stray.txt"));

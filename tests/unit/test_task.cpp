@@ -1,13 +1,14 @@
 #include <doctest/doctest.h>
 
 #include "common/task.hpp"
+#include "tests/unit/require_ok.hpp"
 
 using namespace proctor;
 
 namespace {
 Task parse_ok(std::string_view json) {
   auto task = parse_task(json);
-  REQUIRE_MESSAGE(task.ok(), (task.ok() ? "" : task.error().message));
+  REQUIRE_OK(task);
   return std::move(task).value();
 }
 std::string parse_error(std::string_view json) {
