@@ -203,30 +203,38 @@ int run_exec(const Options& options) {
 }
 
 int run_convert(const Options& options) {
-  Report merged;
-  bool first = true;
+  // Every file is parsed and checked before anything is written: a bad one among
+  // several leaves stdout empty.
+  std::vector<JunitDocument> documents;
+  ReportSummary summary;
   for (const auto& file : options.reports) {
-    auto report = parse_junit_file(file);
-    if (!report) {
-      std::cerr << "runner convert: " << report.error().message << "\n";
+    auto document = JunitDocument::read(file);
+    if (!document) {
+      std::cerr << "runner convert: " << document.error().message << "\n";
       return exit_usage;
     }
-    if (first) merged = std::move(report).value();
-    else merge_reports(merged, std::move(report).value());
-    first = false;
+    merge_summaries(summary, document->summary());
+    documents.push_back(std::move(document).value());
   }
-  if (options.format == "report") {
-    std::cout << report_to_json(merged).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-    return exit_ok;
-  }
-  PayloadOptions payload_options;
-  payload_options.strip_prefix = options.strip_prefix;
-  payload_options.skips_pass = options.skips_pass;
-  // The report is consumed case by case: the payload reuses its memory.
-  const auto payload = build_payload(std::move(merged), RunFacts{}, payload_options);
   std::ios::sync_with_stdio(false);
-  write_payload(std::cout, payload, options.format == "nested" ? Dialect::nested : Dialect::flat, nullptr);
-  std::cout << "\n";
+  if (options.format == "report") {
+    Report merged;
+    for (auto& document : documents) merge_reports(merged, std::move(document).take_report());
+    std::cout << report_to_json(merged).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  } else {
+    PayloadOptions payload_options;
+    payload_options.strip_prefix = options.strip_prefix;
+    payload_options.skips_pass = options.skips_pass;
+    // Cases go from the XML tree to stdout one at a time: no model of a huge report is built.
+    CaseSource cases;
+    cases.count = case_count(documents);
+    cases.read = [&documents](std::size_t first, std::size_t last, const CaseVisitor& visit) {
+      for_each_case(documents, first, last, visit);
+    };
+    write_streamed_payload(std::cout, summary, cases, RunFacts{}, payload_options,
+                           options.format == "nested" ? Dialect::nested : Dialect::flat, nullptr);
+    std::cout << "\n";
+  }
   std::cout.flush();
   return std::cout ? exit_ok : exit_infrastructure;
 }

@@ -8,17 +8,17 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <new>
 
 #include <nlohmann/json.hpp>
 #include <pugixml.hpp>
 
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 
+#include "common/parallel.hpp"
 #include "common/text.hpp"
 
 namespace proctor {
@@ -38,6 +38,11 @@ constexpr unsigned kParseOptions = pugi::parse_cdata | pugi::parse_escapes | pug
 constexpr int kMaxSuiteDepth = 256;
 
 constexpr std::string_view kNotJunit = "not a JUnit XML report: ";
+
+// Files from this size on are read, and cases from this count on are looked at, on two
+// threads: below it a thread costs more than it saves.
+constexpr std::size_t kParallelReadAt = 8 * 1024 * 1024;
+constexpr std::size_t kParallelCasesAt = 8192;
 
 // The document's bytes while pugixml parses them in place: an anonymous mapping, so that
 // pages can be handed back to the kernel. The reader walks the tree in document order and
@@ -61,13 +66,27 @@ class DocumentBuffer {
     const std::size_t page = page_size();
     const std::size_t wanted = (capacity + 1 + page - 1) / page * page;
     if (wanted <= mapped_) return;
+    // Not populated: the pages are faulted in by whichever thread reads into them.
     void* p = data_ == nullptr
-                  ? ::mmap(nullptr, wanted, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0)
+                  ? ::mmap(nullptr, wanted, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
                   : ::mremap(data_, mapped_, wanted, MREMAP_MAYMOVE);
     if (p == MAP_FAILED) throw std::bad_alloc();
     data_ = static_cast<char*>(p);
     mapped_ = wanted;
     capacity_ = wanted - 1;
+  }
+
+  // Faults in the pages of [first, last) at once (cheaper than one fault per page), where
+  // the kernel can (Linux 5.14 on); a hint only.
+  void populate(std::size_t first, std::size_t last) const {
+#ifdef MADV_POPULATE_WRITE
+    const std::size_t page = page_size();
+    const std::size_t start = first / page * page;
+    if (last > start) ::madvise(data_ + start, last - start, MADV_POPULATE_WRITE);
+#else
+    (void)first;
+    (void)last;
+#endif
   }
 
   // Hands back the whole pages before `p`; the caller never reads there again. Cheap to
@@ -103,70 +122,12 @@ class DocumentBuffer {
   std::size_t released_ = 0;
 };
 
-// Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not one (overlong
-// forms, surrogates and code points past U+10FFFF are invalid, as make_valid_utf8 says).
-std::size_t sequence_length(const unsigned char* s, std::size_t n) {
-  const unsigned c = s[0];
-  std::size_t len = 0;
-  unsigned lo = 0x80;
-  unsigned hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;        // overlong
-    else if (c == 0xED) hi = 0x9F;   // surrogates
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;        // overlong
-    else if (c == 0xF4) hi = 0x8F;   // past U+10FFFF
-  } else {
-    return 0;
-  }
-  if (len > n || s[1] < lo || s[1] > hi) return 0;
-  for (std::size_t k = 2; k < len; ++k) {
-    if ((s[k] & 0xC0U) != 0x80U) return 0;
-  }
-  return len;
-}
-
-// Length of the all-ASCII prefix of s[0..n), 16 bytes at a time where SSE2 is there.
-std::size_t ascii_prefix(const unsigned char* s, std::size_t n) {
-  std::size_t i = 0;
-#ifdef __SSE2__
-  for (; i + 16 <= n; i += 16) {
-    const __m128i block = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));  // NOLINT
-    if (_mm_movemask_epi8(block) != 0) break;
-  }
-#endif
-  for (; i + 8 <= n; i += 8) {
-    std::uint64_t word = 0;
-    std::memcpy(&word, s + i, 8);
-    if ((word & 0x8080808080808080ULL) != 0) break;
-  }
-  while (i < n && s[i] < 0x80) ++i;
-  return i;
-}
-
-// True when s[0..n) is valid UTF-8 (the common all-ASCII case costs one fast scan).
-bool is_valid_utf8(const char* text, std::size_t n) {
-  const auto* s = reinterpret_cast<const unsigned char*>(text);  // NOLINT(cppcoreguidelines-pro-type-reinterpret-cast)
-  std::size_t i = 0;
-  while (true) {
-    i += ascii_prefix(s + i, n - i);
-    if (i == n) return true;
-    const std::size_t len = sequence_length(s + i, n - i);
-    if (len == 0) return false;
-    i += len;
-  }
-}
-
 // Appends a pugixml string as valid UTF-8: copied as is when valid (pugixml strings hold
 // no NUL), repaired by make_valid_utf8 otherwise.
 void append_utf8(std::string& out, const char* s) {
   const std::size_t n = std::strlen(s);
   if (n == 0) return;
-  if (is_valid_utf8(s, n)) {
+  if (is_valid_utf8(std::string_view(s, n))) {
     out.append(s, n);
   } else {
     out += make_valid_utf8(std::string_view(s, n));
@@ -179,9 +140,22 @@ std::string utf8(const char* s) {
   return out;
 }
 
-// Names are compared often (every attribute and child); the first byte settles most.
-bool is(const char* name, const char* expected) {
-  return name[0] == expected[0] && std::strcmp(name, expected) == 0;
+// Replaces `out` with a pugixml string, keeping its capacity (cases are read into one
+// reused TestCase when streamed).
+void assign_utf8(std::string& out, const char* s) {
+  out.clear();
+  append_utf8(out, s);
+}
+
+// Names are compared often (every attribute and child of every case): against a literal
+// the comparison is inlined, byte by byte, and stops at the first difference (at worst
+// at `name`'s terminator, which differs from the literal's letters).
+template <std::size_t N>
+bool is(const char* name, const char (&expected)[N]) {
+  for (std::size_t i = 0; i < N; ++i) {
+    if (name[i] != expected[i]) return false;
+  }
+  return true;
 }
 
 // A duration in seconds; nullopt when unreadable or negative.
@@ -200,14 +174,19 @@ std::optional<int64_t> read_line(const char* value) {
   return line;
 }
 
-// The text of an element: its embedded text and every direct text or CDATA child, in order.
-std::string element_text(pugi::xml_node node) {
-  std::string out;
+// Appends the text of an element: its embedded text and every direct text or CDATA
+// child, in order.
+void append_element_text(std::string& out, pugi::xml_node node) {
   append_utf8(out, node.value());  // the embedded text (parse_embed_pcdata)
   for (pugi::xml_node child = node.first_child(); child; child = child.next_sibling()) {
     const auto type = child.type();
     if (type == pugi::node_pcdata || type == pugi::node_cdata) append_utf8(out, child.value());
   }
+}
+
+std::string element_text(pugi::xml_node node) {
+  std::string out;
+  append_element_text(out, node);
   return out;
 }
 
@@ -252,14 +231,13 @@ void append_section(std::string& text, std::string_view label, const std::string
 
 // A <failure>/<error>/<skipped> or flaky*/rerun* element. Surefire nests the rerun's
 // trace and output in <stackTrace>/<system-out>/<system-err>: they are kept in `text`.
-CaseOutcome read_outcome(pugi::xml_node node, const char* kind) {
-  CaseOutcome outcome;
+void read_outcome(pugi::xml_node node, const char* kind, CaseOutcome& outcome) {
   outcome.kind = kind;
   for (pugi::xml_attribute a = node.first_attribute(); a; a = a.next_attribute()) {
-    if (is(a.name(), "message")) outcome.message = utf8(a.value());
-    else if (is(a.name(), "type")) outcome.type = utf8(a.value());
+    if (is(a.name(), "message")) assign_utf8(outcome.message, a.value());
+    else if (is(a.name(), "type")) assign_utf8(outcome.type, a.value());
   }
-  outcome.text = element_text(node);
+  append_element_text(outcome.text, node);
   std::string out;
   std::string err;
   for (pugi::xml_node child = node.first_child(); child; child = child.next_sibling()) {
@@ -277,43 +255,43 @@ CaseOutcome read_outcome(pugi::xml_node node, const char* kind) {
   }
   append_section(outcome.text, "[system-out]", out);
   append_section(outcome.text, "[system-err]", err);
-  return outcome;
 }
 
 // The element names that make a CaseOutcome; `rerun` ones do not change the status.
 const char* outcome_kind(const char* name, bool& rerun) {
-  static constexpr const char* kResults[] = {"failure", "error", "skipped"};
-  static constexpr const char* kReruns[] = {"flakyFailure", "flakyError", "rerunFailure", "rerunError"};
-  for (const char* kind : kResults) {
-    if (is(name, kind)) {
-      rerun = false;
-      return kind;
-    }
-  }
-  for (const char* kind : kReruns) {
-    if (is(name, kind)) {
-      rerun = true;
-      return kind;
+  struct Kind {
+    std::string_view name;
+    bool rerun;
+  };
+  static constexpr Kind kKinds[] = {{"failure", false},     {"error", false},        {"skipped", false},
+                                    {"flakyFailure", true}, {"flakyError", true},    {"rerunFailure", true},
+                                    {"rerunError", true}};
+  const std::string_view element = name;
+  for (const auto& kind : kKinds) {
+    if (element == kind.name) {
+      rerun = kind.rerun;
+      return kind.name.data();  // a literal: NUL-terminated
     }
   }
   return nullptr;
 }
 
-void read_case(pugi::xml_node node, TestCase& test_case) {
+// What the verdict needs of a case, read without its text: its result and its time.
+struct CaseFacts {
+  CaseStatus status = CaseStatus::passed;
+  double time = 0;
+};
+
+// A case's result: the worst of its failure/error/skipped elements, else skipped when
+// an attribute says it did not run, else passed. Its time: 0 when missing or unreadable.
+CaseFacts read_case_facts(pugi::xml_node node) {
+  CaseFacts facts;
   bool skipped_by_attribute = false;
   for (pugi::xml_attribute a = node.first_attribute(); a; a = a.next_attribute()) {
     const char* name = a.name();
     const char* value = a.value();
-    if (is(name, "name")) {
-      test_case.name = utf8(value);
-    } else if (is(name, "classname")) {
-      test_case.classname = utf8(value);
-    } else if (is(name, "time")) {
-      test_case.time = read_seconds(value).value_or(0.0);
-    } else if (is(name, "file")) {
-      test_case.file = utf8(value);
-    } else if (is(name, "line")) {
-      test_case.line = read_line(value);
+    if (is(name, "time")) {
+      facts.time = read_seconds(value).value_or(0.0);
     } else if (is(name, "status")) {
       // gtest: notrun (DISABLED_); ctest: notrun (skip code) and disabled.
       skipped_by_attribute |= is(value, "notrun") || is(value, "disabled") || is(value, "skipped");
@@ -325,16 +303,43 @@ void read_case(pugi::xml_node node, TestCase& test_case) {
   std::optional<CaseStatus> worst;
   for (pugi::xml_node child = node.first_child(); child; child = child.next_sibling()) {
     if (child.type() != pugi::node_element) continue;
+    bool rerun = false;
+    const char* kind = outcome_kind(child.name(), rerun);
+    if (kind == nullptr || rerun) continue;
+    const CaseStatus status = *outcome_status(kind);
+    worst = worst ? worse_status(*worst, status) : status;
+  }
+  // Skipped is the least of all results, so any failure/error element outranks the attribute.
+  facts.status = worst.value_or(skipped_by_attribute ? CaseStatus::skipped : CaseStatus::passed);
+  return facts;
+}
+
+// Reads a case into `test_case`, replacing what it held but keeping its strings' memory.
+void read_case(pugi::xml_node node, const CaseFacts& facts, TestCase& test_case) {
+  test_case.status = facts.status;
+  test_case.time = facts.time;
+  test_case.name.clear();
+  test_case.classname.clear();
+  test_case.file.clear();
+  test_case.line.reset();
+  test_case.outcomes.clear();
+  test_case.reruns.clear();
+  test_case.system_out.clear();
+  test_case.system_err.clear();
+  test_case.properties.clear();
+  for (pugi::xml_attribute a = node.first_attribute(); a; a = a.next_attribute()) {
+    const char* name = a.name();
+    if (is(name, "name")) assign_utf8(test_case.name, a.value());
+    else if (is(name, "classname")) assign_utf8(test_case.classname, a.value());
+    else if (is(name, "file")) assign_utf8(test_case.file, a.value());
+    else if (is(name, "line")) test_case.line = read_line(a.value());
+  }
+  for (pugi::xml_node child = node.first_child(); child; child = child.next_sibling()) {
+    if (child.type() != pugi::node_element) continue;
     const char* name = child.name();
     bool rerun = false;
     if (const char* kind = outcome_kind(name, rerun)) {
-      if (rerun) {
-        test_case.reruns.push_back(read_outcome(child, kind));
-      } else {
-        test_case.outcomes.push_back(read_outcome(child, kind));
-        const CaseStatus status = *outcome_status(test_case.outcomes.back());
-        worst = worst ? worse_status(*worst, status) : status;
-      }
+      read_outcome(child, kind, (rerun ? test_case.reruns : test_case.outcomes).emplace_back());
     } else if (is(name, "system-out")) {
       append_output(test_case.system_out, child);
     } else if (is(name, "system-err")) {
@@ -343,27 +348,31 @@ void read_case(pugi::xml_node node, TestCase& test_case) {
       read_properties(child, test_case.properties);
     }
   }
-  // Skipped is the least of all results, so any failure/error element outranks the attribute.
-  test_case.status = worst.value_or(skipped_by_attribute ? CaseStatus::skipped : CaseStatus::passed);
 }
 
 bool is_suite_element(const char* name) { return is(name, "testsuite") || is(name, "testsuites"); }
 
-// Reads a <testsuite> (or a <testsuites> treated as one) and everything under it, in
-// document order, releasing the buffer behind each case once it is reached.
-Result<void> read_suite(pugi::xml_node node, TestSuite& suite, int depth, DocumentBuffer& buffer) {
-  if (depth > kMaxSuiteDepth) {
-    return make_error(std::string(kNotJunit) + "its test suites are nested more than " +
-                      std::to_string(kMaxSuiteDepth) + " levels deep");
+// The time attribute of a suite element, when readable.
+std::optional<double> stated_time(pugi::xml_node node) {
+  std::optional<double> time;
+  for (pugi::xml_attribute a = node.first_attribute(); a; a = a.next_attribute()) {
+    if (is(a.name(), "time")) time = read_seconds(a.value());
   }
+  return time;
+}
+
+// Reads a <testsuite> (or a <testsuites> treated as one) and everything under it, in
+// document order, releasing the buffer behind each case once it is reached. The nesting
+// depth was checked when the document was loaded.
+void read_suite(pugi::xml_node node, TestSuite& suite, DocumentBuffer& buffer) {
   for (pugi::xml_attribute a = node.first_attribute(); a; a = a.next_attribute()) {
     const char* name = a.name();
     if (is(name, "name")) suite.name = utf8(a.value());
-    else if (is(name, "time")) suite.time = read_seconds(a.value());
     else if (is(name, "timestamp")) suite.timestamp = utf8(a.value());
     else if (is(name, "hostname")) suite.hostname = utf8(a.value());
     else if (is(name, "file")) suite.file = utf8(a.value());
   }
+  suite.time = stated_time(node);
   std::size_t case_count = 0;
   std::size_t suite_count = 0;
   for (pugi::xml_node child = node.first_child(); child; child = child.next_sibling()) {
@@ -378,10 +387,9 @@ Result<void> read_suite(pugi::xml_node node, TestSuite& suite, int depth, Docume
     const char* name = child.name();
     buffer.release_before(name);
     if (is(name, "testcase")) {
-      read_case(child, suite.cases.emplace_back());
+      read_case(child, read_case_facts(child), suite.cases.emplace_back());
     } else if (is_suite_element(name)) {
-      auto nested = read_suite(child, suite.suites.emplace_back(), depth + 1, buffer);
-      if (!nested) return nested;
+      read_suite(child, suite.suites.emplace_back(), buffer);
     } else if (is(name, "properties")) {
       read_properties(child, suite.properties);
     } else if (is(name, "system-out")) {
@@ -390,7 +398,86 @@ Result<void> read_suite(pugi::xml_node node, TestSuite& suite, int depth, Docume
       append_output(suite.system_err, child);
     }
   }
+}
+
+// Whether a <testsuites> root holds more than suites: cases, properties or output straight
+// under it, which the model keeps in a suite of its own.
+bool has_loose_content(pugi::xml_node root) {
+  for (pugi::xml_node child = root.first_child(); child; child = child.next_sibling()) {
+    if (child.type() != pugi::node_element) continue;
+    const char* name = child.name();
+    if (is(name, "testcase")) return true;
+    if (is(name, "properties")) {
+      for (pugi::xml_node property = child.first_child(); property; property = property.next_sibling()) {
+        if (property.type() == pugi::node_element && is(property.name(), "property")) return true;
+      }
+    } else if ((is(name, "system-out") || is(name, "system-err")) && !element_text(child).empty()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// A case element and its facts, found when the document is loaded.
+struct CaseRef {
+  pugi::xml_node node;
+  CaseFacts facts;
+};
+
+// Appends the cases under a suite element to `cases` in Report order (the suite's own
+// cases, then each nested suite's, depth first), their facts not read yet. Fails when
+// suites nest deeper than kMaxSuiteDepth: hostile input, not a report (the readers and
+// the model's destructor recurse per level).
+Result<void> collect_cases(pugi::xml_node suite, int depth, std::vector<CaseRef>& cases) {
+  if (depth > kMaxSuiteDepth) {
+    return make_error(std::string(kNotJunit) + "its test suites are nested more than " +
+                      std::to_string(kMaxSuiteDepth) + " levels deep");
+  }
+  bool has_suites = false;
+  for (pugi::xml_node child = suite.first_child(); child; child = child.next_sibling()) {
+    if (child.type() != pugi::node_element) continue;
+    const char* name = child.name();
+    if (is(name, "testcase")) {
+      cases.push_back({child, {}});
+    } else {
+      has_suites = has_suites || is_suite_element(name);
+    }
+  }
+  if (!has_suites) return {};
+  for (pugi::xml_node child = suite.first_child(); child; child = child.next_sibling()) {
+    if (child.type() != pugi::node_element || !is_suite_element(child.name())) continue;
+    if (auto nested = collect_cases(child, depth + 1, cases); !nested) return nested;
+  }
   return {};
+}
+
+// The summary of the report a root element makes, read without any case's text, and its
+// cases in Report order.
+Result<ReportSummary> summarize(pugi::xml_node root, bool root_is_suites, std::vector<CaseRef>& cases) {
+  if (auto collected = collect_cases(root, 0, cases); !collected) return collected.error();
+  // Reading the facts walks the whole tree, cold in the cache: two threads do it faster.
+  for_halves(cases.size(), kParallelCasesAt, [&cases](std::size_t first, std::size_t last) {
+    for (std::size_t i = first; i < last; ++i) cases[i].facts = read_case_facts(cases[i].node);
+  });
+  ReportSummary summary;
+  for (const CaseRef& ref : cases) {
+    count_case(summary.counts, ref.facts.status);
+    summary.case_seconds += ref.facts.time;
+  }
+  std::optional<double> stated;
+  std::vector<std::optional<double>> suite_times;
+  if (root_is_suites) {
+    stated = stated_time(root);
+    if (has_loose_content(root)) suite_times.emplace_back();
+    for (pugi::xml_node child = root.first_child(); child; child = child.next_sibling()) {
+      if (child.type() == pugi::node_element && is_suite_element(child.name())) suite_times.push_back(stated_time(child));
+    }
+  } else {
+    suite_times.push_back(stated_time(root));
+  }
+  summary.time = report_time(stated, suite_times);
+  summary.has_suites = !suite_times.empty();
+  return summary;
 }
 
 // The root element's name for an error message: valid UTF-8, one line, not too long.
@@ -403,65 +490,6 @@ std::string describe_root(const char* name) {
   shown.resize(end);
   shown += "...";
   return shown;
-}
-
-// Parses the first `size` bytes of `buffer` in place (pugixml writes into them).
-Result<Report> parse_in_place(DocumentBuffer& buffer, std::size_t size) {
-  char* data = buffer.data();
-  if (trim(std::string_view(data, size)).empty()) return make_error(std::string(kNotJunit) + "it is empty");
-  pugi::xml_document document;
-  const pugi::xml_parse_result parsed =
-      document.load_buffer_inplace(data, size, kParseOptions, pugi::encoding_auto);
-  if (parsed.status == pugi::status_no_document_element) {
-    return make_error(std::string(kNotJunit) + "it has no XML element");
-  }
-  if (!parsed) {
-    return make_error(std::string(kNotJunit) + "XML parse error at offset " +
-                      std::to_string(parsed.offset) + ": " + parsed.description());
-  }
-  const pugi::xml_node root = document.document_element();
-  const char* root_name = root.name();
-  // A UTF-16 or Latin-1 document was converted into pugixml's own buffer: ours is dead.
-  if (!buffer.holds(root_name)) buffer.release_all();
-  Report report;
-  if (is(root_name, "testsuites")) {
-    TestSuite top;
-    auto read = read_suite(root, top, 0, buffer);
-    if (!read) return read.error();
-    report.name = std::move(top.name);
-    report.time = top.time;
-    report.suites = std::move(top.suites);
-    // Cases or output straight under <testsuites> are rare; keep them in a suite of their own.
-    if (!top.cases.empty() || !top.properties.empty() || !top.system_out.empty() ||
-        !top.system_err.empty()) {
-      TestSuite loose;
-      loose.name = report.name;
-      loose.cases = std::move(top.cases);
-      loose.properties = std::move(top.properties);
-      loose.system_out = std::move(top.system_out);
-      loose.system_err = std::move(top.system_err);
-      report.suites.insert(report.suites.begin(), std::move(loose));
-    }
-  } else if (is(root_name, "testsuite")) {
-    auto read = read_suite(root, report.suites.emplace_back(), 0, buffer);
-    if (!read) return read.error();
-  } else {
-    return make_error(std::string(kNotJunit) + "the root element is <" + describe_root(root_name) +
-                      ">, expected <testsuites> or <testsuite>");
-  }
-  if (!report.time && !report.suites.empty()) {
-    double total = 0;
-    bool all_timed = true;
-    for (const auto& suite : report.suites) {
-      if (!suite.time) {
-        all_timed = false;
-        break;
-      }
-      total += *suite.time;
-    }
-    if (all_timed) report.time = total;
-  }
-  return report;
 }
 
 // Closes a file descriptor on scope exit.
@@ -488,6 +516,31 @@ Result<std::size_t> read_file(const std::filesystem::path& path, std::unique_ptr
   }
   buffer = std::make_unique<DocumentBuffer>(capacity);
   std::size_t size = 0;
+  if (capacity > kParallelReadAt) {
+    // A large file is read in two halves at once: copying it and faulting in the
+    // buffer's pages is a third of a big report's load time.
+    const std::size_t expected = capacity - 1;
+    std::size_t got[2] = {0, 0};
+    int error[2] = {0, 0};
+    for_halves(expected, kParallelReadAt, [&](std::size_t first, std::size_t last) {
+      const std::size_t half = first == 0 ? 0 : 1;
+      buffer->populate(first, last);
+      while (first + got[half] < last) {
+        const std::size_t at = first + got[half];
+        const ssize_t n = ::pread(fd, buffer->data() + at, last - at, static_cast<off_t>(at));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          error[half] = n < 0 ? errno : 0;
+          break;
+        }
+        got[half] += static_cast<std::size_t>(n);
+      }
+    });
+    if (error[0] != 0 || error[1] != 0) return fail(error[0] != 0 ? error[0] : error[1]);
+    // A file that shrank meanwhile is read again from the start, one read at a time.
+    if (got[0] + got[1] == expected) size = expected;
+    if (::lseek(fd, static_cast<off_t>(size), SEEK_SET) < 0) return fail(errno);
+  }
   while (true) {
     if (size == buffer->capacity()) buffer->reserve(size * 2);
     const ssize_t n = ::read(fd, buffer->data() + size, buffer->capacity() - size);
@@ -565,20 +618,141 @@ nlohmann::json suite_json(const TestSuite& suite) {
 
 }  // namespace
 
-Result<Report> parse_junit(std::string_view xml) {
-  // One copy: pugixml parses in place and the caller's text must stay untouched.
-  DocumentBuffer buffer(xml.size());
-  if (!xml.empty()) std::memcpy(buffer.data(), xml.data(), xml.size());
-  return parse_in_place(buffer, xml.size());
+struct JunitDocument::State {
+  std::unique_ptr<DocumentBuffer> buffer;
+  pugi::xml_document document;
+  pugi::xml_node root;
+  bool root_is_suites = false;
+  ReportSummary summary;
+  std::vector<CaseRef> cases;  // in Report order
+};
+
+namespace {
+
+// Parses the first `size` bytes of `buffer` in place (pugixml writes into them) and checks
+// that they make a report.
+Result<std::unique_ptr<JunitDocument::State>> load(std::unique_ptr<DocumentBuffer> buffer, std::size_t size) {
+  char* data = buffer->data();
+  if (trim(std::string_view(data, size)).empty()) return make_error(std::string(kNotJunit) + "it is empty");
+  auto state = std::make_unique<JunitDocument::State>();
+  const pugi::xml_parse_result parsed =
+      state->document.load_buffer_inplace(data, size, kParseOptions, pugi::encoding_auto);
+  if (parsed.status == pugi::status_no_document_element) {
+    return make_error(std::string(kNotJunit) + "it has no XML element");
+  }
+  if (!parsed) {
+    return make_error(std::string(kNotJunit) + "XML parse error at offset " +
+                      std::to_string(parsed.offset) + ": " + parsed.description());
+  }
+  state->root = state->document.document_element();
+  const char* root_name = state->root.name();
+  // A UTF-16 or Latin-1 document was converted into pugixml's own buffer: ours is dead.
+  if (!buffer->holds(root_name)) buffer->release_all();
+  if (is(root_name, "testsuites")) {
+    state->root_is_suites = true;
+  } else if (!is(root_name, "testsuite")) {
+    return make_error(std::string(kNotJunit) + "the root element is <" + describe_root(root_name) +
+                      ">, expected <testsuites> or <testsuite>");
+  }
+  auto summary = summarize(state->root, state->root_is_suites, state->cases);
+  if (!summary) return summary.error();
+  state->summary = *summary;
+  state->buffer = std::move(buffer);
+  return state;
 }
 
-Result<Report> parse_junit_file(const std::filesystem::path& path) {
+}  // namespace
+
+JunitDocument::JunitDocument(std::unique_ptr<State> state) : state_(std::move(state)) {}
+JunitDocument::JunitDocument(JunitDocument&&) noexcept = default;
+JunitDocument& JunitDocument::operator=(JunitDocument&&) noexcept = default;
+JunitDocument::~JunitDocument() = default;
+
+Result<JunitDocument> JunitDocument::parse(std::string_view xml) {
+  // One copy: pugixml parses in place and the caller's text must stay untouched.
+  auto buffer = std::make_unique<DocumentBuffer>(xml.size());
+  if (!xml.empty()) std::memcpy(buffer->data(), xml.data(), xml.size());
+  auto state = load(std::move(buffer), xml.size());
+  if (!state) return state.error();
+  return JunitDocument(std::move(state).value());
+}
+
+Result<JunitDocument> JunitDocument::read(const std::filesystem::path& path) {
   std::unique_ptr<DocumentBuffer> buffer;
   auto size = read_file(path, buffer);
   if (!size) return size.error();
-  auto report = parse_in_place(*buffer, *size);
-  if (!report) return make_error(path.string() + ": " + report.error().message);
+  auto state = load(std::move(buffer), *size);
+  if (!state) return make_error(path.string() + ": " + state.error().message);
+  return JunitDocument(std::move(state).value());
+}
+
+const ReportSummary& JunitDocument::summary() const { return state_->summary; }
+
+std::size_t JunitDocument::case_count() const { return state_->cases.size(); }
+
+void JunitDocument::for_each_case(std::size_t first, std::size_t last,
+                                  const std::function<void(const TestCase&)>& f) const {
+  TestCase scratch;  // one case's memory, reused for every case
+  last = std::min(last, state_->cases.size());
+  for (std::size_t i = first; i < last; ++i) {
+    read_case(state_->cases[i].node, state_->cases[i].facts, scratch);
+    f(scratch);
+  }
+}
+
+Report JunitDocument::take_report() && {
+  const std::unique_ptr<State> state = std::move(state_);
+  Report report;
+  if (state->root_is_suites) {
+    TestSuite top;
+    read_suite(state->root, top, *state->buffer);
+    report.name = std::move(top.name);
+    report.suites = std::move(top.suites);
+    // Cases or output straight under <testsuites> are rare; keep them in a suite of their own.
+    if (!top.cases.empty() || !top.properties.empty() || !top.system_out.empty() || !top.system_err.empty()) {
+      TestSuite loose;
+      loose.name = report.name;
+      loose.cases = std::move(top.cases);
+      loose.properties = std::move(top.properties);
+      loose.system_out = std::move(top.system_out);
+      loose.system_err = std::move(top.system_err);
+      report.suites.insert(report.suites.begin(), std::move(loose));
+    }
+  } else {
+    read_suite(state->root, report.suites.emplace_back(), *state->buffer);
+  }
+  report.time = state->summary.time;
   return report;
+}
+
+std::size_t case_count(const std::vector<JunitDocument>& documents) {
+  std::size_t count = 0;
+  for (const auto& document : documents) count += document.case_count();
+  return count;
+}
+
+void for_each_case(const std::vector<JunitDocument>& documents, std::size_t first, std::size_t last,
+                   const std::function<void(const TestCase&)>& f) {
+  std::size_t offset = 0;  // the number of the document's first case
+  for (const auto& document : documents) {
+    const std::size_t count = document.case_count();
+    if (first < offset + count && last > offset) {
+      document.for_each_case(std::max(first, offset) - offset, std::min(last, offset + count) - offset, f);
+    }
+    offset += count;
+  }
+}
+
+Result<Report> parse_junit(std::string_view xml) {
+  auto document = JunitDocument::parse(xml);
+  if (!document) return document.error();
+  return std::move(*document).take_report();
+}
+
+Result<Report> parse_junit_file(const std::filesystem::path& path) {
+  auto document = JunitDocument::read(path);
+  if (!document) return document.error();
+  return std::move(*document).take_report();
 }
 
 nlohmann::json report_to_json(const Report& report) {

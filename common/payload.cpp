@@ -1,8 +1,13 @@
 #include "common/payload.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <ostream>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <type_traits>
 
 #include <nlohmann/json.hpp>
@@ -13,31 +18,33 @@ namespace proctor {
 
 namespace {
 
-// "message\n\ntext" with empty parts left out.
-std::string describe(const CaseOutcome& outcome) {
+// Appends label + "message\n\ntext" (empty parts left out) after a blank line; nothing
+// when all three are empty.
+void append_outcome(std::string& out, const CaseOutcome& outcome, std::string_view label) {
   const auto message = trim(outcome.message);
   const auto text = trim(outcome.text);
-  std::string out(message);
+  if (label.empty() && message.empty() && text.empty()) return;
+  if (!out.empty()) out += "\n\n";
+  out += label;
+  out += message;
   if (!message.empty() && !text.empty()) out += "\n\n";
   out += text;
-  return out;
 }
 
-std::string case_description(const TestCase& test_case, std::size_t limit) {
-  std::string out;
-  const auto append = [&out](std::string part) {
-    if (part.empty()) return;
-    if (!out.empty()) out += "\n\n";
-    out += part;
-  };
+// The description of a case into `out` (its memory reused): the failure/error/skipped
+// outcomes of a case that did not pass, then every flaky/rerun attempt, at most `limit` bytes.
+void describe_case(const TestCase& test_case, std::size_t limit, std::string& out) {
+  out.clear();
   if (test_case.status != CaseStatus::passed) {
-    for (const auto& outcome : test_case.outcomes) append(describe(outcome));
+    for (const auto& outcome : test_case.outcomes) append_outcome(out, outcome, {});
   }
   // Flaky and rerun attempts never change the result, but the user should see them.
+  std::string label;
   for (const auto& rerun : test_case.reruns) {
-    append("[" + rerun.kind + "] " + describe(rerun));
+    label = "[" + rerun.kind + "] ";
+    append_outcome(out, rerun, label);
   }
-  return utf8_truncate(out, limit);
+  if (out.size() > limit) out = utf8_truncate(out, limit);
 }
 
 std::optional<int64_t> reported_memory(const TestCase& test_case) {
@@ -88,6 +95,10 @@ class WireWriter {
     }
   }
   std::string take() { return std::move(buffer_); }
+  // What was written and not yet handed to the stream.
+  [[nodiscard]] std::string_view data() const { return buffer_; }
+  // Forgets it, keeping the memory.
+  void clear() { buffer_.clear(); }
 
  private:
   static constexpr std::size_t kChunk = 1 << 20;
@@ -122,16 +133,6 @@ void write_summary_fields(WireWriter& out, const ResultPayload& payload, Dialect
   out.duration(payload.seconds, dialect);
 }
 
-void write_cases(WireWriter& out, const ResultPayload& payload, Dialect dialect) {
-  out.raw("[");
-  for (std::size_t i = 0; i < payload.cases.size(); ++i) {
-    if (i != 0) out.raw(",");
-    write_case(out, payload.cases[i], dialect);
-    out.flush(/*force=*/false);
-  }
-  out.raw("]");
-}
-
 // `"key":<identity>,` exactly as the backend sent the identity; nothing without one.
 void write_identity(WireWriter& out, std::string_view key, const TaskIdentity* identity) {
   if (identity == nullptr) return;
@@ -141,83 +142,87 @@ void write_identity(WireWriter& out, std::string_view key, const TaskIdentity* i
   out.raw(",");
 }
 
-void write_wire(WireWriter& out, const ResultPayload& payload, Dialect dialect, const TaskIdentity* identity) {
+// The payload's wire JSON around its cases; write_cases() writes the cases' array.
+template <class WriteCases>
+void write_wire(WireWriter& out, const ResultPayload& head, Dialect dialect, const TaskIdentity* identity,
+                const WriteCases& write_cases) {
   out.raw("{");
   if (dialect == Dialect::flat) {
     write_identity(out, "id", identity);
-    write_summary_fields(out, payload, dialect);
+    write_summary_fields(out, head, dialect);
     out.raw(",\"testResults\":");
-    write_cases(out, payload, dialect);
+    write_cases();
   } else {
     write_identity(out, "attempt", identity);
     out.raw("\"testResults\":{");
-    write_summary_fields(out, payload, dialect);
+    write_summary_fields(out, head, dialect);
     out.raw(",\"testCases\":");
-    write_cases(out, payload, dialect);
+    write_cases();
     out.raw("}");
   }
   out.raw("}");
 }
 
-}  // namespace
+// Writes cases as elements of a JSON array, each after a comma unless `first`;
+// each_case(f) calls f(case result) for every case.
+template <class EachCase>
+void write_case_elements(WireWriter& out, Dialect dialect, bool first, const EachCase& each_case) {
+  each_case([&](const CaseResult& result) {
+    if (!first) out.raw(",");
+    first = false;
+    write_case(out, result, dialect);
+    out.flush(/*force=*/false);
+  });
+}
 
-std::string case_display_name(const TestCase& test_case, const std::string& strip_prefix) {
+// The payload's cases as a JSON array.
+template <class EachCase>
+void write_case_array(WireWriter& out, Dialect dialect, const EachCase& each_case) {
+  out.raw("[");
+  write_case_elements(out, dialect, /*first=*/true, each_case);
+  out.raw("]");
+}
+
+void write_wire(WireWriter& out, const ResultPayload& payload, Dialect dialect, const TaskIdentity* identity) {
+  write_wire(out, payload, dialect, identity, [&] {
+    write_case_array(out, dialect, [&](const auto& f) {
+      for (const auto& result : payload.cases) f(result);
+    });
+  });
+}
+
+// The payload name of a case into `out` (its memory reused).
+void assign_display_name(std::string& out, const TestCase& test_case, const std::string& strip_prefix) {
   std::string_view classname = test_case.classname;
   if (!strip_prefix.empty() && classname.substr(0, strip_prefix.size()) == strip_prefix) {
     classname.remove_prefix(strip_prefix.size());
   }
-  if (classname.empty()) return test_case.name;
-  std::string name(classname);
-  name += "::";
-  name += test_case.name;
-  return name;
+  out.assign(classname);
+  if (!out.empty()) out += "::";
+  out += test_case.name;
 }
 
-namespace {
-
-// Calls f(case) for every case of `suite` and its nested suites, in document order;
-// works on const and mutable reports alike.
-template <class Suite, class F>
-void visit_cases(Suite& suite, F& f) {
-  for (auto& test_case : suite.cases) f(test_case);
-  for (auto& child : suite.suites) visit_cases(child, f);
+// The payload entry of one case into `result`, reusing its memory.
+void fill_case_result(const TestCase& test_case, const RunFacts& facts, const PayloadOptions& options,
+                      CaseResult& result) {
+  assign_display_name(result.name, test_case, options.strip_prefix);
+  result.passed = test_case.status == CaseStatus::passed;
+  describe_case(test_case, options.description_limit, result.description);
+  result.seconds = test_case.time;
+  result.memory_kib = reported_memory(test_case);
+  if (!result.memory_kib) result.memory_kib = facts.peak_rss_kib;
 }
 
-// The payload rules, once for both overloads; with a mutable report every case is
-// emptied right after use so that its memory is reused for the payload.
-template <class ReportT>
-ResultPayload build(ReportT* report, const RunFacts& facts, const PayloadOptions& options) {
+// Everything of a payload but its cases: the verdict, errorDetails and the duration.
+// `summary` is null when the run produced no readable report.
+ResultPayload payload_head(const ReportSummary* summary, const RunFacts& facts, const PayloadOptions& options) {
   ResultPayload payload;
-  std::size_t errored = 0;
-  std::size_t failed = 0;
-  std::size_t skipped = 0;
-  double case_seconds = 0;
-  if (report != nullptr) {
-    auto add_case = [&](auto& test_case) {
-      CaseResult result;
-      result.name = case_display_name(test_case, options.strip_prefix);
-      result.passed = test_case.status == CaseStatus::passed;
-      result.description = case_description(test_case, options.description_limit);
-      result.seconds = test_case.time;
-      result.memory_kib = reported_memory(test_case);
-      if (!result.memory_kib) result.memory_kib = facts.peak_rss_kib;
-      case_seconds += test_case.time;
-      switch (test_case.status) {
-        case CaseStatus::errored: ++errored; break;
-        case CaseStatus::failed: ++failed; break;
-        case CaseStatus::skipped: ++skipped; break;
-        case CaseStatus::passed: break;
-      }
-      payload.cases.push_back(std::move(result));
-      if constexpr (!std::is_const_v<ReportT>) test_case = TestCase{};
-    };
-    for (auto& suite : report->suites) visit_cases(suite, add_case);
-  }
-
+  const ReportCounts counts = summary != nullptr ? summary->counts : ReportCounts{};
   std::optional<std::string> failure = facts.failure;
-  if (!failure && report == nullptr) failure = "The service produced no readable report.";
-  if (!failure && errored > 0) {
-    failure = "The report has " + std::to_string(errored) + " errored test case" + (errored == 1 ? "" : "s") + ".";
+  if (!failure && summary == nullptr) failure = "The service produced no readable report.";
+  if (!failure && counts.errored > 0) {
+    failure = "The report has " + std::to_string(counts.errored) + " errored test case" +
+              (counts.errored == 1 ? "" : "s") + ".";
   }
   payload.error = failure.has_value();
   if (failure) {
@@ -228,29 +233,108 @@ ResultPayload build(ReportT* report, const RunFacts& facts, const PayloadOptions
       payload.error_details += utf8_tail(tail, options.details_tail);
     }
   }
-  payload.passed = !payload.error && !payload.cases.empty() && failed == 0 && errored == 0 &&
-                   (options.skips_pass || skipped == 0);
-  if (report != nullptr && report->time) payload.seconds = *report->time;
+  payload.passed = !payload.error && counts.total > 0 && counts.failed == 0 && counts.errored == 0 &&
+                   (options.skips_pass || counts.skipped == 0);
+  if (summary != nullptr && summary->time) payload.seconds = *summary->time;
   else if (facts.wall_seconds > 0) payload.seconds = facts.wall_seconds;
-  else payload.seconds = case_seconds;
+  else if (summary != nullptr) payload.seconds = summary->case_seconds;
   return payload;
 }
 
 }  // namespace
 
+std::string case_display_name(const TestCase& test_case, const std::string& strip_prefix) {
+  std::string name;
+  assign_display_name(name, test_case, strip_prefix);
+  return name;
+}
+
 ResultPayload build_payload(const Report* report, const RunFacts& facts, const PayloadOptions& options) {
-  return build(report, facts, options);
+  if (report == nullptr) return payload_head(nullptr, facts, options);
+  const ReportSummary summary = report->summary();
+  ResultPayload payload = payload_head(&summary, facts, options);
+  payload.cases.reserve(summary.counts.total);
+  report->for_each_case([&](const TestSuite&, const TestCase& test_case) {
+    fill_case_result(test_case, facts, options, payload.cases.emplace_back());
+  });
+  return payload;
 }
 
 ResultPayload error_payload(std::string failure, const PayloadOptions& options) {
   RunFacts facts;
   facts.failure = std::move(failure);
-  return build(static_cast<const Report*>(nullptr), facts, options);
+  return payload_head(nullptr, facts, options);
 }
 
-ResultPayload build_payload(Report&& report, const RunFacts& facts, const PayloadOptions& options) {
-  Report consumed = std::move(report);
-  return build(&consumed, facts, options);
+void write_streamed_payload(std::ostream& out, const ReportSummary& summary, const CaseSource& cases,
+                            const RunFacts& facts, const PayloadOptions& options, Dialect dialect,
+                            const TaskIdentity* identity) {
+  // Cases [first, last) as array elements into `writer`, one reused entry for all.
+  const auto write_range = [&](WireWriter& writer, std::size_t first, std::size_t last) {
+    write_case_elements(writer, dialect, first == 0, [&](const auto& f) {
+      CaseResult scratch;
+      cases.read(first, last, [&](const TestCase& test_case) {
+        fill_case_result(test_case, facts, options, scratch);
+        f(scratch);
+      });
+    });
+  };
+  // Cases are formatted in blocks; with two lanes, the helper thread formats the odd
+  // blocks while this one formats the even ones, and each block is written in its turn.
+  // Each lane reuses one block's buffer, so the memory stays flat.
+  constexpr std::size_t kBlock = 1024;
+  const std::size_t blocks = (cases.count + kBlock - 1) / kBlock;
+  const std::size_t lanes = blocks >= 4 && std::thread::hardware_concurrency() > 1 ? 2 : 1;
+  std::mutex mutex;
+  std::condition_variable turn_changed;
+  std::size_t turn = 0;         // the block to write next
+  bool abandoned = false;       // a lane failed: the others stop
+  std::exception_ptr failure;   // what the helper lane threw
+  const auto run_lane = [&](std::size_t lane) {
+    WireWriter buffer(nullptr);
+    for (std::size_t block = lane; block < blocks; block += lanes) {
+      buffer.clear();
+      write_range(buffer, block * kBlock, std::min(cases.count, (block + 1) * kBlock));
+      std::unique_lock lock(mutex);
+      turn_changed.wait(lock, [&] { return turn == block || abandoned; });
+      if (abandoned) return;
+      out.write(buffer.data().data(), static_cast<std::streamsize>(buffer.data().size()));
+      ++turn;
+      turn_changed.notify_all();
+    }
+  };
+  const auto abandon = [&] {
+    const std::lock_guard lock(mutex);
+    abandoned = true;
+    turn_changed.notify_all();
+  };
+
+  WireWriter writer(&out);
+  const ResultPayload head = payload_head(&summary, facts, options);
+  write_wire(writer, head, dialect, identity, [&] {
+    writer.raw("[");
+    writer.flush();
+    std::jthread helper;
+    if (lanes == 2) {
+      helper = std::jthread([&] {
+        try {
+          run_lane(1);
+        } catch (...) {
+          failure = std::current_exception();
+          abandon();
+        }
+      });
+    }
+    try {
+      run_lane(0);
+    } catch (...) {
+      abandon();
+      throw;
+    }
+    if (helper.joinable()) helper.join();
+    if (failure) std::rethrow_exception(failure);
+    writer.raw("]");
+  });
 }
 
 void write_payload(std::ostream& out, const ResultPayload& payload, Dialect dialect, const TaskIdentity* identity) {

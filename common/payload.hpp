@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <optional>
 #include <string>
@@ -56,14 +57,29 @@ ResultPayload build_payload(const Report* report, const RunFacts& facts,
 // (one plain sentence) as errorDetails.
 ResultPayload error_payload(std::string failure, const PayloadOptions& options);
 
-// The same from a report that is no longer needed: each case's memory is released as
-// soon as its result is built, so the payload reuses it (`runner convert` on huge reports).
-ResultPayload build_payload(Report&& report, const RunFacts& facts, const PayloadOptions& options);
-
 // Writes the payload as wire JSON in `dialect`, echoing `identity` when given (null for
 // `runner convert`). Streams case by case, so a 100,000-case payload needs no JSON tree.
 void write_payload(std::ostream& out, const ResultPayload& payload, Dialect dialect,
                    const TaskIdentity* identity);
+
+// Called once per case of a report; the case may be overwritten after the call.
+using CaseVisitor = std::function<void(const TestCase&)>;
+
+// A report read case by case (a JunitDocument, for one): how many cases it has, and
+// read(first, last, visit) that calls visit for the cases numbered [first, last) in
+// report order. read must be safe to call from two threads at once.
+struct CaseSource {
+  std::size_t count = 0;
+  std::function<void(std::size_t first, std::size_t last, const CaseVisitor& visit)> read;
+};
+
+// Writes the payload of a report that is read case by case, exactly as write_payload
+// would write build_payload's result, without building it: `summary` gives the verdict,
+// `cases` the cases. A large report is written by two threads, the second one's half
+// held in memory until the first half is out (`runner convert` on a 100,000-case report).
+void write_streamed_payload(std::ostream& out, const ReportSummary& summary, const CaseSource& cases,
+                            const RunFacts& facts, const PayloadOptions& options, Dialect dialect,
+                            const TaskIdentity* identity);
 
 // The payload as the task's wire JSON: the body that is POSTed.
 std::string serialize_payload(const ResultPayload& payload, const TaskIdentity& identity);

@@ -18,16 +18,18 @@ int severity(CaseStatus status) {
 }
 
 void add_counts(const TestSuite& suite, ReportCounts& counts) {
-  for (const auto& test_case : suite.cases) {
-    ++counts.total;
-    switch (test_case.status) {
-      case CaseStatus::passed: ++counts.passed; break;
-      case CaseStatus::skipped: ++counts.skipped; break;
-      case CaseStatus::failed: ++counts.failed; break;
-      case CaseStatus::errored: ++counts.errored; break;
-    }
-  }
+  for (const auto& test_case : suite.cases) count_case(counts, test_case.status);
   for (const auto& child : suite.suites) add_counts(child, counts);
+}
+
+// The time of a merge: a default-constructed (empty) start takes the other's time; a
+// total is only known when every part states one.
+std::optional<double> merged_time(bool into_empty, std::optional<double> into, bool other_empty,
+                                  std::optional<double> other) {
+  if (into_empty) return other;
+  if (other_empty) return into;
+  if (into && other) return *into + *other;
+  return std::nullopt;
 }
 
 }  // namespace
@@ -44,12 +46,14 @@ const char* to_string(CaseStatus status) {
 
 CaseStatus worse_status(CaseStatus a, CaseStatus b) { return severity(b) > severity(a) ? b : a; }
 
-std::optional<CaseStatus> outcome_status(const CaseOutcome& outcome) {
-  if (outcome.kind == "error") return CaseStatus::errored;
-  if (outcome.kind == "failure") return CaseStatus::failed;
-  if (outcome.kind == "skipped") return CaseStatus::skipped;
+std::optional<CaseStatus> outcome_status(std::string_view kind) {
+  if (kind == "error") return CaseStatus::errored;
+  if (kind == "failure") return CaseStatus::failed;
+  if (kind == "skipped") return CaseStatus::skipped;
   return std::nullopt;
 }
+
+std::optional<CaseStatus> outcome_status(const CaseOutcome& outcome) { return outcome_status(outcome.kind); }
 
 const CaseOutcome* worst_outcome(const TestCase& test_case) {
   for (const auto& outcome : test_case.outcomes) {
@@ -58,24 +62,56 @@ const CaseOutcome* worst_outcome(const TestCase& test_case) {
   return nullptr;
 }
 
+void count_case(ReportCounts& counts, CaseStatus status) {
+  ++counts.total;
+  switch (status) {
+    case CaseStatus::passed: ++counts.passed; break;
+    case CaseStatus::skipped: ++counts.skipped; break;
+    case CaseStatus::failed: ++counts.failed; break;
+    case CaseStatus::errored: ++counts.errored; break;
+  }
+}
+
 ReportCounts Report::counts() const {
   ReportCounts counts;
   for (const auto& suite : suites) add_counts(suite, counts);
   return counts;
 }
 
-void merge_reports(Report& into, Report other) {
-  // A default-constructed Report is the empty start of a merge: it takes the other's time.
-  const auto is_empty = [](const Report& r) { return r.suites.empty() && !r.time; };
-  if (is_empty(into)) {
-    into.time = other.time;
-  } else if (is_empty(other)) {
-    // nothing to add
-  } else if (into.time && other.time) {
-    *into.time += *other.time;
-  } else {
-    into.time.reset();  // a total is only known when every part states one
+ReportSummary Report::summary() const {
+  ReportSummary summary;
+  summary.counts = counts();
+  summary.time = time;
+  summary.has_suites = !suites.empty();
+  for_each_case([&summary](const TestSuite&, const TestCase& test_case) { summary.case_seconds += test_case.time; });
+  return summary;
+}
+
+std::optional<double> report_time(std::optional<double> stated, const std::vector<std::optional<double>>& suite_times) {
+  if (stated || suite_times.empty()) return stated;
+  double total = 0;
+  for (const auto& time : suite_times) {
+    if (!time) return std::nullopt;
+    total += *time;
   }
+  return total;
+}
+
+void merge_summaries(ReportSummary& into, const ReportSummary& other) {
+  const auto is_empty = [](const ReportSummary& s) { return !s.has_suites && !s.time; };
+  into.time = merged_time(is_empty(into), into.time, is_empty(other), other.time);
+  into.counts.total += other.counts.total;
+  into.counts.passed += other.counts.passed;
+  into.counts.failed += other.counts.failed;
+  into.counts.errored += other.counts.errored;
+  into.counts.skipped += other.counts.skipped;
+  into.case_seconds += other.case_seconds;
+  into.has_suites = into.has_suites || other.has_suites;
+}
+
+void merge_reports(Report& into, Report other) {
+  const auto is_empty = [](const Report& r) { return r.suites.empty() && !r.time; };
+  into.time = merged_time(is_empty(into), into.time, is_empty(other), other.time);
   if (into.name.empty()) into.name = std::move(other.name);
   into.suites.reserve(into.suites.size() + other.suites.size());
   into.suites.insert(into.suites.end(), std::make_move_iterator(other.suites.begin()),

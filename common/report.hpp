@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -27,7 +28,13 @@ struct CaseOutcome {
   std::string type;     // its type attribute
   std::string message;  // its message attribute
   std::string text;     // its text (a traceback, usually)
+
+  friend bool operator==(const CaseOutcome&, const CaseOutcome&) = default;
 };
+
+// The result an outcome element of this kind stands for: failure, error and skipped do;
+// flaky*/rerun* kinds (nullopt) do not.
+std::optional<CaseStatus> outcome_status(std::string_view kind);
 
 // The result a failure/error/skipped outcome stands for; nullopt for flaky*/rerun* kinds.
 std::optional<CaseStatus> outcome_status(const CaseOutcome& outcome);
@@ -47,6 +54,8 @@ struct TestCase {
   std::string system_out;
   std::string system_err;
   std::vector<Property> properties;
+
+  friend bool operator==(const TestCase&, const TestCase&) = default;
 };
 
 struct TestSuite {
@@ -73,6 +82,19 @@ struct ReportCounts {
   std::size_t failed = 0;
   std::size_t errored = 0;
   std::size_t skipped = 0;
+
+  friend bool operator==(const ReportCounts&, const ReportCounts&) = default;
+};
+
+// What a payload's verdict needs from a report, without its cases' text: the counts,
+// the total time the report states, and the sum of its cases' times.
+struct ReportSummary {
+  ReportCounts counts;
+  std::optional<double> time;  // as Report::time
+  double case_seconds = 0;     // sum of every case's time
+  bool has_suites = false;     // false for the empty start of a merge
+
+  friend bool operator==(const ReportSummary&, const ReportSummary&) = default;
 };
 
 struct Report {
@@ -82,6 +104,8 @@ struct Report {
 
   // Counts over every case of every (nested) suite.
   [[nodiscard]] ReportCounts counts() const;
+  // Counts, stated time and summed case time.
+  [[nodiscard]] ReportSummary summary() const;
   // Calls f(suite, case) for every case, depth first, in document order.
   template <class F>
   void for_each_case(F&& f) const {
@@ -98,5 +122,15 @@ struct Report {
 
 // Appends the suites of `other` to `into` and sums the times (for several report files).
 void merge_reports(Report& into, Report other);
+
+// The summary of merge_reports(into, other) given the summaries of both.
+void merge_summaries(ReportSummary& into, const ReportSummary& other);
+
+// Adds one case's result to `counts`.
+void count_case(ReportCounts& counts, CaseStatus status);
+
+// A report's total time: `stated` when given, else the sum of its top-level suites' times
+// when every one states a time (none when there are no suites).
+std::optional<double> report_time(std::optional<double> stated, const std::vector<std::optional<double>>& suite_times);
 
 }  // namespace proctor

@@ -5,49 +5,108 @@
 #include <cstdint>
 #include <cstring>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 namespace proctor {
 
 namespace {
 
-// Length of the valid UTF-8 sequence starting at s[i], or 0 when it is not valid.
-std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = byte(i);
-  if (c < 0x80) return c == 0 ? 0 : 1;
+// Length of the valid multi-byte UTF-8 sequence at s[0..n), or 0 when s[0] does not start
+// one (ASCII included): overlong forms, surrogates and code points past U+10FFFF are invalid.
+std::size_t utf8_sequence_length(const unsigned char* s, std::size_t n) {
+  const unsigned c = s[0];
   std::size_t len = 0;
-  std::uint32_t cp = 0;
-  if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
-  else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
-  else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
-  else return 0;
-  if (i + len > s.size()) return 0;
-  for (std::size_t k = 1; k < len; ++k) {
-    if ((byte(i + k) & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (byte(i + k) & 0x3F);
+  unsigned lo = 0x80;
+  unsigned hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    if (c == 0xE0) lo = 0xA0;       // overlong
+    else if (c == 0xED) hi = 0x9F;  // surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    if (c == 0xF0) lo = 0x90;       // overlong
+    else if (c == 0xF4) hi = 0x8F;  // past U+10FFFF
+  } else {
+    return 0;
   }
-  // Reject overlong forms, surrogates and code points past U+10FFFF.
-  if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return 0;
-  if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  if (len > n || s[1] < lo || s[1] > hi) return 0;
+  for (std::size_t k = 2; k < len; ++k) {
+    if ((s[k] & 0xC0U) != 0x80U) return 0;
+  }
   return len;
+}
+
+const unsigned char* bytes(std::string_view s) {
+  return reinterpret_cast<const unsigned char*>(s.data());  // NOLINT(cppcoreguidelines-pro-type-reinterpret-cast)
+}
+
+// Length of the all-ASCII prefix of s[0..n), 16 bytes at a time where SSE2 is there.
+std::size_t ascii_prefix(const unsigned char* s, std::size_t n) {
+  std::size_t i = 0;
+#ifdef __SSE2__
+  for (; i + 16 <= n; i += 16) {
+    const __m128i block = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));  // NOLINT
+    if (const int high = _mm_movemask_epi8(block); high != 0) return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(high)));
+  }
+#endif
+  while (i < n && s[i] < 0x80) ++i;
+  return i;
+}
+
+// Length of the prefix of s[0..n) that a JSON string holds as is: printable ASCII but
+// the quote and the backslash. 16 bytes at a time where SSE2 is there.
+std::size_t plain_json_prefix(const unsigned char* s, std::size_t n) {
+  std::size_t i = 0;
+#ifdef __SSE2__
+  const __m128i space = _mm_set1_epi8(0x20);
+  const __m128i quote = _mm_set1_epi8('"');
+  const __m128i backslash = _mm_set1_epi8('\\');
+  for (; i + 16 <= n; i += 16) {
+    const __m128i block = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));  // NOLINT
+    // As signed bytes, both the control characters and every byte >= 0x80 are below 0x20.
+    const __m128i special = _mm_or_si128(_mm_cmplt_epi8(block, space),
+                                         _mm_or_si128(_mm_cmpeq_epi8(block, quote), _mm_cmpeq_epi8(block, backslash)));
+    if (const int mask = _mm_movemask_epi8(special); mask != 0) return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+  }
+#endif
+  while (i < n && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\') ++i;
+  return i;
 }
 
 bool is_continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
 
 }  // namespace
 
+bool is_valid_utf8(std::string_view text) {
+  const unsigned char* s = bytes(text);
+  const std::size_t n = text.size();
+  std::size_t i = 0;
+  while (true) {
+    i += ascii_prefix(s + i, n - i);
+    if (i == n) return true;
+    const std::size_t len = utf8_sequence_length(s + i, n - i);
+    if (len == 0) return false;
+    i += len;
+  }
+}
+
 std::string make_valid_utf8(std::string_view in) {
   std::string out;
   out.reserve(in.size());
+  const unsigned char* s = bytes(in);
   std::size_t i = 0;
   while (i < in.size()) {
-    // Fast path for runs of plain ASCII.
-    const auto c = static_cast<unsigned char>(in[i]);
+    const unsigned c = s[i];
     if (c != 0 && c < 0x80) {
       out.push_back(in[i]);
       ++i;
       continue;
     }
-    const std::size_t len = utf8_sequence_length(in, i);
+    const std::size_t len = c == 0 ? 0 : utf8_sequence_length(s + i, in.size() - i);
     if (len == 0) {
       out += "\xEF\xBF\xBD";
       ++i;
@@ -79,12 +138,14 @@ std::string_view trim(std::string_view s) {
 std::optional<double> parse_decimal(std::string_view s) {
   s = trim(s);
   if (s.empty()) return std::nullopt;
-  std::string cleaned;
-  cleaned.reserve(s.size());
-  for (char c : s) {
-    if (c != ',') cleaned.push_back(c);
+  std::string cleaned;  // without thousands separators, when there are any
+  if (s.find(',') != std::string_view::npos) {
+    for (char c : s) {
+      if (c != ',') cleaned.push_back(c);
+    }
+    s = cleaned;
   }
-  std::string_view digits = cleaned;
+  std::string_view digits = s;
   if (!digits.empty() && digits.front() == '+') digits.remove_prefix(1);
   double value = 0;
   const char* end = digits.data() + digits.size();
@@ -132,34 +193,19 @@ std::string join(const std::vector<std::string>& parts, std::string_view sep) {
 
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
+  const unsigned char* p = bytes(s);
+  const std::size_t n = s.size();
   out.push_back('"');
   std::size_t i = 0;
-  std::size_t run_start = 0;
+  std::size_t run_start = 0;  // plain bytes from here to i are copied in one append
   const auto flush_run = [&] { out.append(s.data() + run_start, i - run_start); };
-  while (i < s.size()) {
-    // Skip 8 plain bytes at a time: none below 0x20, none at or above 0x80, no quote,
-    // no backslash (the classic "has a zero byte" bit trick on each condition).
-    while (i + 8 <= s.size()) {
-      std::uint64_t w = 0;
-      std::memcpy(&w, s.data() + i, 8);
-      constexpr std::uint64_t ones = 0x0101010101010101ULL;
-      constexpr std::uint64_t highs = 0x8080808080808080ULL;
-      const auto has_zero = [](std::uint64_t v) { return (v - ones) & ~v & highs; };
-      const std::uint64_t special = ((w - ones * 0x20) & ~w) | w | has_zero(w ^ (ones * '"')) |
-                                    has_zero(w ^ (ones * '\\'));
-      if ((special & highs) != 0) break;
-      i += 8;
-    }
-    if (i >= s.size()) break;
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-      ++i;  // the common case: copied in bulk with the rest of its run
-      continue;
-    }
+  while (true) {
+    i += plain_json_prefix(p + i, n - i);
+    if (i >= n) break;
+    const unsigned c = p[i];
     if (c >= 0x80) {
-      const std::size_t len = utf8_sequence_length(s, i);
-      if (len != 0) {
-        i += len;
+      if (const std::size_t len = utf8_sequence_length(p + i, n - i); len != 0) {
+        i += len;  // valid UTF-8 is copied as is, with the rest of its run
         continue;
       }
       flush_run();

@@ -9,6 +9,9 @@
 
 namespace proctor {
 
+// True when `text` is valid UTF-8 (NUL included); the all-ASCII case costs one fast scan.
+bool is_valid_utf8(std::string_view text);
+
 // Returns `in` as valid UTF-8: each invalid byte becomes U+FFFD, NUL becomes U+FFFD.
 std::string make_valid_utf8(std::string_view in);
 

@@ -743,3 +743,152 @@ TEST_CASE("report_to_json: the documented shape, with optional keys only when th
 }  // TEST_SUITE("junit")
 
 }  // namespace proctor
+
+// ---- JunitDocument: the same report, read case by case -----------------------------------
+
+namespace proctor {
+namespace {
+
+// Every case of a report, in the model's order.
+std::vector<TestCase> model_cases(const Report& report) {
+  std::vector<TestCase> cases;
+  report.for_each_case([&](const TestSuite&, const TestCase& c) { cases.push_back(c); });
+  return cases;
+}
+
+// Every case of a document, read as a stream (copies: the stream reuses one TestCase).
+std::vector<TestCase> streamed_cases(const JunitDocument& document, std::size_t first = 0,
+                                     std::size_t last = SIZE_MAX) {
+  std::vector<TestCase> cases;
+  document.for_each_case(first, std::min(last, document.case_count()), [&](const TestCase& c) { cases.push_back(c); });
+  return cases;
+}
+
+// The document's summary and cases agree with the model made from the same text.
+void check_document_matches_model(std::string_view xml) {
+  auto document = JunitDocument::parse(xml);
+  REQUIRE(document.ok());
+  const Report report = parse_ok(xml);
+  CHECK(document->summary() == report.summary());
+  CHECK(document->case_count() == report.counts().total);
+  CHECK(streamed_cases(*document) == model_cases(report));
+}
+
+}  // namespace
+
+TEST_CASE("JunitDocument: every sample streams the cases and the summary its model has") {
+  for (const auto& entry : std::filesystem::directory_iterator(source_dir() / "tests/data/junit")) {
+    INFO(entry.path().filename().string());
+    auto document = JunitDocument::read(entry.path());
+    REQUIRE(document.ok());
+    const Report report = load_sample(entry.path().filename().string());
+    CHECK(document->summary() == report.summary());
+    CHECK(streamed_cases(*document) == model_cases(report));
+  }
+}
+
+TEST_CASE("JunitDocument: odd shapes stream in the model's order with the model's times") {
+  // Cases straight under <testsuites>, next to properties and output: a suite of their own, first.
+  check_document_matches_model(R"(<testsuites name="run"><testsuite name="a" time="1"><testcase name="a1" time="1"/></testsuite>
+    <testcase name="loose" time="0.5"><failure message="m">t</failure></testcase>
+    <system-out>hello</system-out></testsuites>)");
+  // Only output under <testsuites>: the loose suite has no time, so neither has the report.
+  check_document_matches_model(R"(<testsuites><testsuite name="a" time="1"><testcase name="a1"/></testsuite>
+    <system-out>hello</system-out></testsuites>)");
+  // Empty output and properties make no loose suite: the suites' times add up.
+  check_document_matches_model(R"(<testsuites><properties/><system-out/><testsuite name="a" time="1"><testcase name="a1"/></testsuite>
+    <testsuite name="b" time="2.25"><testcase name="b1"/></testsuite></testsuites>)");
+  // Nested suites between cases: a suite's own cases come before its children's.
+  check_document_matches_model(R"(<testsuite name="outer"><testcase name="o1" time="1"/>
+    <testsuite name="inner"><testcase name="i1" time="2"><error/></testcase>
+      <testsuite name="deepest"><testcase name="d1"><skipped/></testcase></testsuite>
+      <testcase name="i2" time="3"/></testsuite>
+    <testcase name="o2" time="4" status="notrun"/></testsuite>)");
+  // A stated report time wins; a suite without a time leaves the total unknown.
+  check_document_matches_model(R"(<testsuites time="9"><testsuite name="a"><testcase name="a1" time="1"/></testsuite></testsuites>)");
+  check_document_matches_model(R"(<testsuites><testsuite name="a" time="1"><testcase name="a1"/></testsuite>
+    <testsuite name="b"><testcase name="b1" time="1,234.5"/></testsuite></testsuites>)");
+  // Reruns, properties and outputs reach the streamed case as they reach the model.
+  check_document_matches_model(R"(<testsuite name="s"><testcase name="flaky" classname="k" file="f.py" line="7">
+    <flakyFailure message="first" type="E"><stackTrace>at x</stackTrace><system-out>o</system-out></flakyFailure>
+    <properties><property name="memoryUsed" value="12"/><property name="note">text</property></properties>
+    <system-out>one</system-out><system-out>two</system-out><system-err>err</system-err></testcase>
+    <testcase name="plain"/></testsuite>)");
+}
+
+TEST_CASE("JunitDocument: a reused case carries nothing over from the one before") {
+  auto document = JunitDocument::parse(R"(<testsuite name="s">
+    <testcase name="full" classname="k" file="f" line="3" time="2"><failure message="m" type="T">trace</failure>
+      <flakyError message="r"/><system-out>o</system-out><system-err>e</system-err>
+      <properties><property name="p" value="v"/></properties></testcase>
+    <testcase name="bare"/></testsuite>)");
+  REQUIRE(document.ok());
+  std::vector<std::string> seen;
+  document->for_each_case(0, 2, [&](const TestCase& c) {
+    if (c.name != "bare") return;
+    TestCase expected;
+    expected.name = "bare";
+    CHECK(c == expected);
+    seen.push_back(c.name);
+  });
+  CHECK(seen == std::vector<std::string>{"bare"});
+}
+
+TEST_CASE("JunitDocument: ranges of cases, within one document and across several") {
+  std::vector<JunitDocument> documents;
+  for (const char* xml : {R"(<testsuite name="a"><testcase name="a0"/><testcase name="a1"/><testcase name="a2"/></testsuite>)",
+                          R"(<testsuite name="b"></testsuite>)",
+                          R"(<testsuites><testsuite name="c"><testcase name="c0"/><testcase name="c1"/></testsuite></testsuites>)"}) {
+    auto document = JunitDocument::parse(xml);
+    REQUIRE(document.ok());
+    documents.push_back(std::move(document).value());
+  }
+  const auto names = [&](std::size_t first, std::size_t last) {
+    std::vector<std::string> out;
+    for_each_case(documents, first, last, [&](const TestCase& c) { out.push_back(c.name); });
+    return out;
+  };
+  CHECK(case_count(documents) == 5);
+  CHECK(names(0, 5) == std::vector<std::string>{"a0", "a1", "a2", "c0", "c1"});
+  CHECK(names(2, 4) == std::vector<std::string>{"a2", "c0"});
+  CHECK(names(3, 3).empty());
+  CHECK(names(4, 99) == std::vector<std::string>{"c1"});
+  CHECK(streamed_cases(documents[0], 1, 2).at(0).name == "a1");
+}
+
+TEST_CASE("JunitDocument: errors are found when loading, before any case is read") {
+  std::string deep;
+  for (int i = 0; i < 300; ++i) deep += "<testsuite>";
+  for (int i = 0; i < 300; ++i) deep += "</testsuite>";
+  auto document = JunitDocument::parse(deep);
+  REQUIRE_FALSE(document.ok());
+  CHECK(document.error().message.find("nested more than 256 levels") != std::string::npos);
+  CHECK_FALSE(JunitDocument::parse("<html/>").ok());
+  auto missing = JunitDocument::read("/nonexistent/report.xml");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().message.find("/nonexistent/report.xml") != std::string::npos);
+}
+
+TEST_CASE("a report file large enough to be read in two halves at once is read whole") {
+  // Past the size from which a file is read by two threads (8 MiB), with multi-byte text
+  // everywhere so that a misplaced half would break a character or a case.
+  std::string xml = "<testsuite name=\"big\">";
+  int count = 0;
+  while (xml.size() < 10 * 1024 * 1024) {
+    xml += "<testcase name=\"t" + std::to_string(count) + "\"><failure message=\"ÄÖÜ " + std::to_string(count) +
+           "\">テスト " + std::string(100, 'x') + "</failure></testcase>\n";
+    ++count;
+  }
+  xml += "</testsuite>";
+  test::TempDir dir;
+  const auto path = dir / "big.xml";
+  std::ofstream(path, std::ios::binary) << xml;
+  auto from_file = JunitDocument::read(path);
+  REQUIRE(from_file.ok());
+  auto from_text = JunitDocument::parse(xml);
+  REQUIRE(from_text.ok());
+  CHECK(from_file->summary().counts.failed == static_cast<std::size_t>(count));
+  CHECK(streamed_cases(*from_file) == streamed_cases(*from_text));
+}
+
+}  // namespace proctor

@@ -1,7 +1,13 @@
 #include <doctest/doctest.h>
 
+#include <filesystem>
+#include <sstream>
+#include <stdexcept>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
+#include "common/junit.hpp"
 #include "common/payload.hpp"
 
 using namespace proctor;
@@ -29,6 +35,34 @@ Report report_of(std::vector<TestCase> cases, std::optional<double> time = 2.5) 
   s.cases = std::move(cases);
   r.suites.push_back(std::move(s));
   return r;
+}
+
+// A CaseSource over cases held in memory.
+CaseSource source_of(const std::vector<TestCase>& cases) {
+  CaseSource source;
+  source.count = cases.size();
+  source.read = [&cases](std::size_t first, std::size_t last, const CaseVisitor& visit) {
+    for (std::size_t i = first; i < last; ++i) visit(cases[i]);
+  };
+  return source;
+}
+
+std::vector<TestCase> cases_of(const Report& report) {
+  std::vector<TestCase> cases;
+  report.for_each_case([&](const TestSuite&, const TestCase& c) { cases.push_back(c); });
+  return cases;
+}
+
+// The payload of `report` written both ways: from build_payload's result, and streamed.
+std::pair<std::string, std::string> both_ways(const Report& report, const RunFacts& facts,
+                                              const PayloadOptions& options, Dialect dialect,
+                                              const TaskIdentity* identity) {
+  std::ostringstream built;
+  write_payload(built, build_payload(&report, facts, options), dialect, identity);
+  const auto cases = cases_of(report);
+  std::ostringstream streamed;
+  write_streamed_payload(streamed, report.summary(), source_of(cases), facts, options, dialect, identity);
+  return {built.str(), streamed.str()};
 }
 
 json wire(const ResultPayload& p, const std::string& identity_json, Dialect d) {
@@ -186,5 +220,100 @@ TEST_SUITE("payload") {
     const auto text = serialize_payload(build_payload(&report, {}, {}), TaskIdentity{Dialect::flat, json("x")});
     const auto j = json::parse(text);  // throws if invalid
     CHECK(j["testResults"][0]["name"] == "a::t\x01");
+  }
+
+  TEST_CASE("streamed payloads are byte for byte the built ones, small and large, in both dialects") {
+    std::vector<Report> reports;
+    reports.push_back(report_of({}));
+    reports.push_back(report_of({make_case("tests.a", "t1", CaseStatus::passed)}, std::nullopt));
+    reports.push_back(report_of({make_case("a", "t1", CaseStatus::failed), make_case("a", "t2", CaseStatus::errored),
+                                 make_case("a", "t3", CaseStatus::skipped)}));
+    // Many blocks of cases, so that both threads write some, in a mix of results.
+    std::vector<TestCase> many;
+    for (int i = 0; i < 10007; ++i) {
+      auto c = make_case("tests.m" + std::to_string(i % 13), "t" + std::to_string(i),
+                         static_cast<CaseStatus>(i % 4), i * 0.001);
+      if (i % 7 == 0) c.properties.emplace_back("memoryUsed", std::to_string(i));
+      if (i % 11 == 0) c.reruns.push_back({"rerunFailure", "", "retry \"" + std::to_string(i) + "\"", "\x01 ü"});
+      many.push_back(std::move(c));
+    }
+    reports.push_back(report_of(std::move(many), std::nullopt));
+    RunFacts facts;
+    facts.peak_rss_kib = 321;
+    facts.output_tail = "tail";
+    PayloadOptions options;
+    options.description_limit = 40;
+    const TaskIdentity flat{Dialect::flat, json("3fa85f64")};
+    const TaskIdentity nested{Dialect::nested, json(4)};
+    for (const auto& report : reports) {
+      for (const TaskIdentity* identity : {&flat, &nested, static_cast<const TaskIdentity*>(nullptr)}) {
+        const Dialect dialect = identity != nullptr ? identity->dialect : Dialect::nested;
+        for (const RunFacts& f : {RunFacts{}, facts}) {
+          const auto [built, streamed] = both_ways(report, f, options, dialect, identity);
+          CAPTURE(report.counts().total);
+          CHECK(streamed == built);
+          CHECK(json::accept(streamed));
+        }
+      }
+    }
+  }
+
+  TEST_CASE("streamed from JUnit documents: every sample, and several files as one payload") {
+    const auto dir = std::filesystem::path(PROCTOR_SOURCE_DIR) / "tests/data/junit";
+    std::vector<JunitDocument> documents;
+    Report merged;
+    ReportSummary summary;
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+      auto document = JunitDocument::read(entry.path());
+      REQUIRE(document.ok());
+      auto report = parse_junit_file(entry.path());
+      REQUIRE(report.ok());
+      const auto [built, streamed] = [&] {
+        std::ostringstream one_built;
+        write_payload(one_built, build_payload(&*report, {}, {}), Dialect::flat, nullptr);
+        CaseSource source;
+        source.count = document->case_count();
+        source.read = [&](std::size_t first, std::size_t last, const CaseVisitor& visit) {
+          document->for_each_case(first, last, visit);
+        };
+        std::ostringstream one_streamed;
+        write_streamed_payload(one_streamed, document->summary(), source, {}, {}, Dialect::flat, nullptr);
+        return std::pair{one_built.str(), one_streamed.str()};
+      }();
+      CAPTURE(entry.path().filename().string());
+      CHECK(streamed == built);
+      merge_summaries(summary, document->summary());
+      merge_reports(merged, std::move(report).value());
+      documents.push_back(std::move(document).value());
+    }
+    CHECK(summary.counts == merged.counts());
+    CHECK(summary.time == merged.time);
+    CaseSource all;
+    all.count = case_count(documents);
+    all.read = [&](std::size_t first, std::size_t last, const CaseVisitor& visit) {
+      for_each_case(documents, first, last, visit);
+    };
+    std::ostringstream streamed;
+    write_streamed_payload(streamed, summary, all, {}, {}, Dialect::nested, nullptr);
+    std::ostringstream built;
+    write_payload(built, build_payload(&merged, {}, {}), Dialect::nested, nullptr);
+    CHECK(streamed.str() == built.str());
+  }
+
+  TEST_CASE("a case source that throws stops both writing threads and reaches the caller") {
+    std::vector<TestCase> cases(20000, make_case("a", "t", CaseStatus::passed));
+    for (const std::size_t bad : {std::size_t{5}, std::size_t{19000}}) {  // in each thread's half
+      CaseSource source = source_of(cases);
+      const auto read = source.read;
+      source.read = [&, read](std::size_t first, std::size_t last, const CaseVisitor& visit) {
+        if (first <= bad && bad < last) throw std::runtime_error("unreadable case");
+        read(first, last, visit);
+      };
+      ReportSummary summary;
+      summary.counts.total = cases.size();
+      std::ostringstream out;
+      CHECK_THROWS_WITH_AS(write_streamed_payload(out, summary, source, {}, {}, Dialect::flat, nullptr),
+                           "unreadable case", std::runtime_error);
+    }
   }
 }

@@ -89,3 +89,55 @@ TEST_SUITE("text") {
     }
   }
 }
+
+namespace {
+
+// The JSON escaping rule, one byte at a time, as the reference for the block-wise escaper.
+std::string reference_json_string(std::string_view s) {
+  std::string out = "\"";
+  const std::string valid = make_valid_utf8(s);  // NUL would be escaped, but tests use none
+  for (const char ch : valid) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"') out += "\\\"";
+    else if (c == '\\') out += "\\\\";
+    else if (c == '\n') out += "\\n";
+    else if (c == '\r') out += "\\r";
+    else if (c == '\t') out += "\\t";
+    else if (c == '\b') out += "\\b";
+    else if (c == '\f') out += "\\f";
+    else if (c < 0x20) {
+      static constexpr char hex[] = "0123456789abcdef";
+      out += "\\u00";
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 0xF]);
+    } else {
+      out.push_back(ch);
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+TEST_SUITE("text") {
+  TEST_CASE("append_json_string and is_valid_utf8 agree with byte-wise rules at every offset of a block") {
+    // Each piece lands at every offset around the 16-byte blocks the fast paths scan,
+    // including multi-byte characters that straddle a block's end.
+    const std::string pieces[] = {"\"", "\\", "\n", "\x1f", "\xC3\xA9", "\xE2\x9C\x93", "\xF0\x9F\x98\x80",
+                                  "\xFF", "\xE2\x9C", "\xC0\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80"};
+    for (const auto& piece : pieces) {
+      for (std::size_t at = 0; at < 40; ++at) {
+        const std::string text = std::string(at, 'a') + piece + std::string(40 - at, 'b');
+        std::string quoted;
+        append_json_string(quoted, text);
+        CAPTURE(at);
+        CHECK(quoted == reference_json_string(text));
+        CHECK(is_valid_utf8(text) == (make_valid_utf8(text) == text));
+      }
+    }
+    CHECK(is_valid_utf8(""));
+    CHECK(is_valid_utf8(std::string(100, 'x') + "\xE2\x9C\x93"));
+    CHECK_FALSE(is_valid_utf8(std::string(100, 'x') + "\xE2\x9C"));
+    CHECK(is_valid_utf8(std::string("nul\0inside", 10)));  // valid UTF-8; make_valid_utf8 still replaces NUL
+  }
+}
