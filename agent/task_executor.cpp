@@ -33,7 +33,10 @@ std::string upper_key(std::string_view key) {
 std::string exit_code_list(const std::vector<int>& codes) {
   std::vector<std::string> parts;
   for (int c : codes) parts.push_back(std::to_string(c));
-  return "[" + join(parts, ", ") + "]";
+  std::string list(1, '[');  // not "[" + join(...): GCC 12 warns wrongly (-Wrestrict)
+  list += join(parts, ", ");
+  list += ']';
+  return list;
 }
 
 std::string seconds_text(std::chrono::milliseconds ms) {
