@@ -3,11 +3,14 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -64,6 +67,7 @@ struct Options {
   std::string task_file;
   std::vector<std::string> reports;
   std::string format = "flat";
+  std::string verify_path;  // runner verify
 };
 
 fs::path default_work_dir() {
@@ -239,6 +243,48 @@ int run_convert(const Options& options) {
   return std::cout ? exit_ok : exit_infrastructure;
 }
 
+// `runner verify`: every problem as FILE:LINE:COLUMN: error|warning: sentence, then a
+// summary; 0 when valid (warnings allowed), 1 when not, 2 when the file is unreadable.
+constexpr int exit_invalid = 1;
+
+int run_verify(const Options& options) {
+  const std::filesystem::path file = spec_file_of(options.verify_path);
+  std::ifstream in(file, std::ios::binary);
+  std::string text;
+  if (in) text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  if (!in && !in.eof()) {
+    std::cerr << "runner verify: cannot read " << file.string() << ": " << std::strerror(errno) << "\n";
+    return exit_usage;
+  }
+  const SpecCheck check = check_service_spec(text);
+  std::size_t errors = 0;
+  std::size_t warnings = 0;
+  for (const auto& problem : check.problems) {
+    const bool is_error = problem.severity == SpecProblem::Severity::error;
+    (is_error ? errors : warnings) += 1;
+    std::cout << file.string();
+    if (problem.line > 0) std::cout << ':' << problem.line << ':' << problem.column;
+    std::cout << ": " << (is_error ? "error" : "warning") << ": " << problem.message << "\n";
+  }
+  const auto count = [](std::size_t n, const char* what) {
+    return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+  };
+  if (errors > 0) {
+    std::cout << file.string() << ": not valid: " << count(errors, "error")
+              << (warnings > 0 ? ", " + count(warnings, "warning") : "") << "\n";
+    return exit_invalid;
+  }
+  std::size_t inputs = 0;
+  std::size_t outputs = 0;
+  for (const auto& property : check.spec.properties) {
+    inputs += property.is_input() ? 1 : 0;
+    outputs += property.is_output() ? 1 : 0;
+  }
+  std::cout << file.string() << ": valid " << check.spec.type << " service (" << count(inputs, "input") << ", "
+            << count(outputs, "output") << (warnings > 0 ? ", " + count(warnings, "warning") : "") << ")\n";
+  return exit_ok;
+}
+
 // Registers an option that can also come from RUNNER_<NAME> in the environment.
 template <class T>
 CLI::Option* add(CLI::App& app, const std::string& name, T& value, const std::string& help) {
@@ -288,6 +334,8 @@ int run_cli(int argc, char** argv) {
 
   auto* exec = app.add_subcommand("exec", "Run one task locally, no backend; print its payload");
   exec->add_option("--task", options.task_file, "Task JSON file")->required();
+  auto* verify = app.add_subcommand("verify", "Check a service specification: every problem with its line and column");
+  verify->add_option("spec", options.verify_path, "service.yaml, or a service folder holding one")->required();
   auto* convert = app.add_subcommand("convert", "Convert JUnit XML report(s) to a payload");
   convert->add_option("reports", options.reports, "JUnit XML files")->required();
   convert->add_option("--format", options.format, "flat, nested or report")
@@ -317,6 +365,7 @@ int run_cli(int argc, char** argv) {
   try {
     if (exec->parsed()) return run_exec(options);
     if (convert->parsed()) return run_convert(options);
+    if (verify->parsed()) return run_verify(options);
     if (options.backend_url.empty()) {
       std::cerr << "runner: --backend-url is required to run the agent (or use a subcommand; see --help)\n";
       return exit_usage;

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -102,6 +104,46 @@ std::optional<std::string> run_failure(const ProcessOutcome& outcome, bool shutt
   return std::nullopt;
 }
 
+// Reads the service's output.json and keeps the values of its output properties, their
+// types checked, as outputs.json in the task's results folder; anything else in it is
+// ignored with a warning (only outputs are read back). No output.json: no outputs.
+void keep_outputs(const Task& task, const ServiceSpec& spec, const fs::path& output_file, const fs::path& task_results) {
+  constexpr std::uintmax_t kMaxOutputBytes = 16 * 1024 * 1024;
+  std::error_code ec;
+  if (!fs::is_regular_file(output_file, ec)) return;
+  const std::string id = task.identity.text();
+  if (fs::file_size(output_file, ec) > kMaxOutputBytes) {
+    spdlog::warn("task {}: the service's output.json is larger than 16 MiB; its outputs are ignored", id);
+    return;
+  }
+  std::ifstream in(output_file, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const nlohmann::json written = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (written.is_discarded() || !written.is_object()) {
+    spdlog::warn("task {}: the service's output.json is not a JSON object; its outputs are ignored", id);
+    return;
+  }
+  nlohmann::json kept = nlohmann::json::object();
+  for (const auto& [key, value] : written.items()) {
+    const ServiceProperty* property = spec.property(key);
+    if (property == nullptr || !property->is_output()) {
+      spdlog::warn("task {}: output.json sets '{}', which is not an output property of the service: ignored", id,
+                   make_valid_utf8(key));
+      continue;
+    }
+    const std::string as_text = value.is_string() ? value.get<std::string>() : value.dump();
+    if (auto problem = check_property_value(*property, as_text)) {
+      spdlog::warn("task {}: output '{}' is invalid ({}): ignored", id, key, *problem);
+      continue;
+    }
+    kept[key] = value;
+  }
+  const std::string kept_text = kept.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (auto saved = write_file_atomically(task_results / "outputs.json", kept_text, Durability::volatile_ok); !saved) {
+    spdlog::warn("task {}: the service's outputs could not be kept: {}", id, saved.error().message);
+  }
+}
+
 }  // namespace
 
 std::string repository_kind(const Task& task) {
@@ -175,6 +217,10 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
 
   auto service = find_service(task);
   if (!service) return fail("The service could not be loaded: " + service.error().message);
+  if (!service->spec.runs_on_agent()) {
+    return fail("The service is a " + service->spec.type +
+                ", which Opereto's own cluster runs, not an agent: Proctor cannot run it");
+  }
 
   if (cancel.stop_requested()) return fail("The agent shut down before the task ran.");
   auto checkout = fetch_submission(task, workspace.repos_dir(), cancel);
@@ -192,29 +238,47 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
   std::error_code ec;
   fs::create_directories(task_results, ec);
 
-  // Inputs: the service's defaults, then the task's fields and the agent's paths.
+  const double timeout_s = task.timeout_seconds.value_or(
+      service->spec.timeout_seconds.value_or(static_cast<double>(settings_.default_timeout.count()) / 1000.0));
+
+  // Inputs: the service's defaults, then the task's fields, the agent's paths and
+  // Opereto's built-ins; only input properties (never outputs) reach the service.
   std::map<std::string, std::string> inputs;
   for (const auto& property : service->spec.properties) {
-    if (property.direction != "output") inputs[property.key] = property.value;
+    if (property.is_input()) inputs[property.key] = property.value.value_or("");
   }
   for (auto& [key, value] : task_inputs(task)) inputs[key] = std::move(value);
   inputs["repository_dir"] = checkout->dir.string();
   inputs["junit_xml"] = folders->junit_xml.string();
   inputs["results_dir"] = task_results.string();
+  inputs["pid"] = task.identity.text();
+  inputs["opereto_workspace"] = folders->service_dir.string();
+  inputs["opereto_timeout"] = std::to_string(static_cast<int64_t>(std::ceil(timeout_s)));
+  inputs["opereto_execution_mode"] = "production";
   for (const auto& property : service->spec.properties) {
-    if (property.mandatory && property.direction != "output" && trim(inputs[property.key]).empty()) {
-      return fail("The service's mandatory input '" + property.key + "' has no value.");
+    if (!property.is_input()) continue;
+    const std::string& value = inputs[property.key];
+    if (trim(value).empty()) {
+      if (property.mandatory) return fail("The service's mandatory input '" + property.key + "' has no value.");
+      continue;
+    }
+    if (auto problem = check_property_value(property, value)) {
+      return fail("The service's input '" + property.key + "' is invalid: " + *problem);
     }
   }
   auto command = expand_command(service->spec.cmd, inputs);
   if (!command) return fail("The service command cannot be built: " + command.error().message);
 
+  // The inputs as input.json in the working folder and, for services written for
+  // Opereto, as arguments.json in the service folder (where pyopereto reads them); here
+  // both are the task's copy of the service.
   nlohmann::json input_json = nlohmann::json::object();
   for (const auto& [key, value] : inputs) input_json[key] = make_valid_utf8(value);
-  if (auto written = write_file_atomically(folders->service_dir / "input.json", input_json.dump(2),
-                                            Durability::volatile_ok);
-      !written) {
-    return fail("The service input could not be written: " + written.error().message);
+  for (const char* name : {"input.json", "arguments.json"}) {
+    if (auto written = write_file_atomically(folders->service_dir / name, input_json.dump(2), Durability::volatile_ok);
+        !written) {
+      return fail("The service input could not be written: " + written.error().message);
+    }
   }
 
   ProcessSpec spec;
@@ -227,9 +291,8 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
     spec.env.emplace_back("PATH", "/usr/local/bin:/usr/bin:/bin");
   }
   spec.env.emplace_back("TMPDIR", folders->tmp_dir.string());
+  spec.env.emplace_back("opereto_workspace", folders->service_dir.string());
   for (const auto& [key, value] : inputs) spec.env.emplace_back("OT_" + upper_key(key), value);
-  const double timeout_s = task.timeout_seconds.value_or(
-      service->spec.timeout_seconds.value_or(static_cast<double>(settings_.default_timeout.count()) / 1000.0));
   spec.timeout = std::chrono::milliseconds(static_cast<int64_t>(std::ceil(timeout_s * 1000.0)));
   spec.kill_grace = settings_.kill_grace;
   spec.log_file = folders->log_file;
@@ -259,6 +322,7 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
 
   facts.failure = run_failure(outcome, cancel.stop_requested(), service->spec.valid_exit_codes, report.has_value(),
                               report_problem, spec.timeout, folders->junit_xml);
+  if (outcome.started) keep_outputs(task, service->spec, folders->service_dir / "output.json", task_results);
   auto payload = build_payload(report ? &*report : nullptr, facts, settings_.payload);
   spdlog::info("task {}: {} ({} cases, {:.3f} s, peak {} KiB){}", task.identity.text(),
                payload.error ? "error" : (payload.passed ? "passed" : "failed"), payload.cases.size(),

@@ -1,8 +1,13 @@
 #include "common/service_spec.hpp"
 
+#include <algorithm>
+#include <array>
+#include <charconv>
 #include <fstream>
+#include <set>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
 #include "common/text.hpp"
@@ -11,122 +16,679 @@ namespace proctor {
 
 namespace {
 
-std::string at_line(const YAML::Node& node) {
-  const auto mark = node.Mark();
-  if (mark.is_null()) return "";
-  return " (line " + std::to_string(mark.line + 1) + ")";
+using Severity = SpecProblem::Severity;
+using Names = std::vector<std::string_view>;
+
+const Names kDirectives = {"cmd", "item_properties", "timeout", "type", "repository", "valid_exit_codes", "reports"};
+const Names kPropertyFields = {"key", "value", "type", "editor", "mandatory", "direction", "help", "example", "store"};
+const Names kPropertyTypes = {"text", "integer", "json", "boolean", "list", "environment"};
+const Names kEditors = {"text", "number", "json", "textarea", "checkbox", "selectbox", "multiselectbox", "itemselector"};
+const Names kSelectorEditors = {"selectbox", "multiselectbox", "itemselector"};
+const Names kDirections = {"input", "output", "both"};
+const Names kActionFamily = {"action", "setup", "teardown", "fixture", "analyzer", "fetcher", "test"};
+const Names kClusterTypes = {"cycle", "container"};
+const Names kRepoTypes = {"git", "svn", "http", "s3"};
+constexpr double kMaxTimeout = 7 * 24 * 3600;
+
+bool contains(const Names& names, std::string_view name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
 }
 
-// A scalar as text; null becomes "", sequences and maps their flow-style YAML.
-std::string scalar_text(const YAML::Node& node) {
-  if (!node || node.IsNull()) return "";
-  if (node.IsScalar()) return node.Scalar();
-  YAML::Emitter out;
-  out << YAML::Flow << node;
-  return out.c_str();
+// "a, b, c or d"
+std::string one_of(const Names& names) {
+  std::string out;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (i > 0) out += i + 1 == names.size() ? " or " : ", ";
+    out += names[i];
+  }
+  return out;
 }
 
-Result<std::vector<int>> exit_codes(const YAML::Node& node) {
-  if (!node.IsSequence() || node.size() == 0) {
-    return make_error("valid_exit_codes must be a non-empty list of integers" + at_line(node));
-  }
-  std::vector<int> codes;
-  for (const auto& item : node) {
-    int code = 0;
-    if (!item.IsScalar() || !YAML::convert<int>::decode(item, code) || code < 0 || code > 255) {
-      return make_error("valid_exit_codes must hold integers from 0 to 255" + at_line(item));
+// Edit distance, for "did you mean" on misspelt keys.
+std::size_t distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
     }
-    codes.push_back(code);
   }
-  return codes;
+  return row[b.size()];
 }
 
-Result<ServiceSpec> spec_from_yaml(const YAML::Node& root, std::string_view os) {
-  if (!root.IsMap()) return make_error("a service specification must be a YAML mapping" + at_line(root));
-  ServiceSpec spec;
-  const YAML::Node cmd = root["cmd"];
-  if (!cmd || cmd.IsNull()) return make_error("the specification has no cmd");
-  if (cmd.IsScalar()) {
-    spec.cmd = cmd.Scalar();
-  } else if (cmd.IsMap()) {
-    const YAML::Node command = cmd["command"];
-    if (!command || !command.IsMap()) return make_error("cmd.command must be a mapping with a default line" + at_line(cmd));
-    const YAML::Node line = command[std::string(os)] ? command[std::string(os)] : command["default"];
-    if (!line || !line.IsScalar()) return make_error("cmd.command has no default line" + at_line(command));
-    spec.cmd = line.Scalar();
-    if (cmd["valid_exit_codes"]) {
-      auto codes = exit_codes(cmd["valid_exit_codes"]);
-      if (!codes) return codes.error();
-      spec.valid_exit_codes = std::move(codes).value();
+// " (did you mean 'x'?)" when a known name is close to `name`.
+std::string suggestion(std::string_view name, const Names& known) {
+  std::string_view best;
+  // At most a third of the name wrong (two letters at most): 'timout' is 'timeout', 'ftp' is not 'http'.
+  std::size_t best_distance = std::min<std::size_t>(2, std::max<std::size_t>(1, name.size() / 3)) + 1;
+  for (const auto candidate : known) {
+    const std::size_t d = distance(name, candidate);
+    if (d < best_distance) {
+      best = candidate;
+      best_distance = d;
     }
-  } else {
-    return make_error("cmd must be a string or a {type: shell, command: ...} mapping" + at_line(cmd));
   }
-  if (trim(spec.cmd).empty()) return make_error("cmd is empty" + at_line(cmd));
+  return best.empty() ? "" : " (did you mean '" + std::string(best) + "'?)";
+}
 
-  if (const YAML::Node codes_node = root["valid_exit_codes"]) {
-    auto codes = exit_codes(codes_node);
-    if (!codes) return codes.error();
-    spec.valid_exit_codes = std::move(codes).value();
-  }
-  if (const YAML::Node timeout = root["timeout"]; timeout && !timeout.IsNull()) {
-    double seconds = 0;
-    if (!timeout.IsScalar() || !YAML::convert<double>::decode(timeout, seconds) || seconds <= 0 ||
-        seconds > 7 * 24 * 3600) {
-      return make_error("timeout must be a positive number of seconds, at most a week" + at_line(timeout));
-    }
-    spec.timeout_seconds = seconds;
-  }
-  if (const YAML::Node type = root["type"]; type && type.IsScalar()) spec.type = type.Scalar();
-  if (const YAML::Node reports = root["reports"]; reports && !reports.IsNull()) {
-    if (!reports.IsSequence()) return make_error("reports must be a list of file patterns" + at_line(reports));
-    for (const auto& item : reports) spec.reports.push_back(scalar_text(item));
-  }
-  if (const YAML::Node props = root["item_properties"]; props && !props.IsNull()) {
-    if (!props.IsSequence()) return make_error("item_properties must be a list" + at_line(props));
-    for (const auto& item : props) {
-      if (!item.IsMap() || !item["key"] || !item["key"].IsScalar()) {
-        return make_error("every item property needs a key" + at_line(item));
-      }
-      ServiceProperty property;
-      property.key = item["key"].Scalar();
-      property.value = scalar_text(item["value"]);
-      if (item["type"] && item["type"].IsScalar()) property.type = item["type"].Scalar();
-      if (item["direction"] && item["direction"].IsScalar()) property.direction = item["direction"].Scalar();
-      if (item["mandatory"]) property.mandatory = item["mandatory"].as<bool>(false);
-      spec.properties.push_back(std::move(property));
-    }
-  }
-  return spec;
+// What a node is, for "... must be X, not Y".
+std::string kind_of(const YAML::Node& node) {
+  if (!node || node.IsNull()) return "nothing";
+  if (node.IsSequence()) return "a list";
+  if (node.IsMap()) return "a mapping";
+  return "'" + node.Scalar() + "'";
 }
 
 bool is_key_char(char c, bool first) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (!first && c >= '0' && c <= '9');
 }
 
+bool is_identifier(std::string_view key) {
+  if (key.empty()) return false;
+  for (std::size_t i = 0; i < key.size(); ++i) {
+    if (!is_key_char(key[i], i == 0)) return false;
+  }
+  return true;
+}
+
+// A plain (unquoted) scalar: its text may stand for a number, a boolean or null.
+bool is_plain(const YAML::Node& node) { return node.Tag() == "?"; }
+
+// A YAML value as JSON: plain scalars that read as booleans or numbers become those,
+// everything else text; sequences and mappings keep their shape.
+nlohmann::json to_json(const YAML::Node& node) {
+  if (!node || node.IsNull()) return nullptr;
+  if (node.IsSequence()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& item : node) out.push_back(to_json(item));
+    return out;
+  }
+  if (node.IsMap()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& entry : node) out[entry.first.Scalar()] = to_json(entry.second);
+    return out;
+  }
+  const std::string& text = node.Scalar();
+  if (is_plain(node)) {
+    bool flag = false;
+    if (YAML::convert<bool>::decode(node, flag)) return flag;
+    long long whole = 0;
+    if (const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), whole);
+        ec == std::errc() && end == text.data() + text.size()) {
+      return whole;
+    }
+    double number = 0;
+    if (const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+        ec == std::errc() && end == text.data() + text.size()) {
+      return number;
+    }
+  }
+  return make_valid_utf8(text);
+}
+
+// Reads one specification, collecting every problem.
+class SpecReader {
+ public:
+  explicit SpecReader(std::string_view os) : os_(os) {}
+
+  SpecCheck read(const YAML::Node& root) {
+    if (!root || root.IsNull()) {
+      error(root, "the specification is empty: it needs at least cmd (the command line that runs the service)");
+      return finish();
+    }
+    if (!root.IsMap()) {
+      error(root, "a service specification must be a mapping of directives (" + one_of(kDirectives) + "), not " +
+                      kind_of(root));
+      return finish();
+    }
+    for (const auto& entry : root) {
+      const std::string name = entry.first.Scalar();
+      if (!contains(kDirectives, name)) {
+        error(entry.first, "unknown directive '" + name + "'" + suggestion(name, kDirectives) +
+                               "; a specification has " + one_of(kDirectives));
+      }
+    }
+    read_type(root["type"]);
+    read_properties(root["item_properties"]);
+    const bool on_agent = spec_.runs_on_agent();
+    read_cmd(root["cmd"], root, on_agent);
+    read_timeout(root["timeout"], root, on_agent);
+    if (const YAML::Node codes = root["valid_exit_codes"]) {
+      if (auto read = exit_codes(codes); read) {
+        if (cmd_exit_codes_ && *cmd_exit_codes_ != *read) {
+          warning(codes, "valid_exit_codes is given both here and under cmd; this top-level list is the one used");
+        }
+        spec_.valid_exit_codes = *read;
+      }
+    }
+    read_reports(root["reports"]);
+    read_repository(root["repository"]);
+    check_type_constraints(root["type"]);
+    return finish();
+  }
+
+ private:
+  void add(Severity severity, const YAML::Node& at, std::string message, int column_offset = 0) {
+    SpecProblem problem;
+    problem.severity = severity;
+    problem.message = std::move(message);
+    if (at) {
+      const YAML::Mark mark = at.Mark();
+      if (!mark.is_null()) {
+        problem.line = mark.line + 1;
+        problem.column = mark.column + 1 + column_offset;
+      }
+    }
+    problems_.push_back(std::move(problem));
+  }
+  void error(const YAML::Node& at, std::string message, int column_offset = 0) {
+    add(Severity::error, at, std::move(message), column_offset);
+  }
+  void warning(const YAML::Node& at, std::string message) { add(Severity::warning, at, std::move(message)); }
+
+  SpecCheck finish() {
+    std::stable_sort(problems_.begin(), problems_.end(),
+                     [](const SpecProblem& a, const SpecProblem& b) { return a.line < b.line; });
+    return SpecCheck{std::move(spec_), std::move(problems_)};
+  }
+
+  // A text field: a scalar (null is "" unless required); anything else is a problem.
+  std::optional<std::string> text(const YAML::Node& node, std::string_view what) {
+    if (!node || node.IsNull()) return std::string();
+    if (!node.IsScalar()) {
+      error(node, std::string(what) + " must be text, not " + kind_of(node));
+      return std::nullopt;
+    }
+    return node.Scalar();
+  }
+
+  // A name from a fixed list, or a problem naming the list.
+  std::optional<std::string> choice(const YAML::Node& node, std::string_view what, const Names& names) {
+    if (!node.IsScalar() || !contains(names, node.Scalar())) {
+      const std::string given = node.IsScalar() ? node.Scalar() : kind_of(node);
+      error(node, std::string(what) + " '" + given + "' is not one of " + one_of(names) +
+                      (node.IsScalar() ? suggestion(given, names) : ""));
+      return std::nullopt;
+    }
+    return node.Scalar();
+  }
+
+  void read_type(const YAML::Node& node) {
+    if (!node) return;
+    static const Names kTypes = [] {
+      Names all = kActionFamily;
+      all.insert(all.end(), kClusterTypes.begin(), kClusterTypes.end());
+      return all;
+    }();
+    if (auto type = choice(node, "service type", kTypes)) spec_.type = *type;
+    if (contains(kClusterTypes, spec_.type)) {
+      warning(node, "a " + spec_.type +
+                        " is run by Opereto's own cluster, not by an agent: runner checks it but will not run it");
+    }
+  }
+
+  std::optional<std::vector<int>> exit_codes(const YAML::Node& node) {
+    if (!node.IsSequence() || node.size() == 0) {
+      error(node, "valid_exit_codes must be a non-empty list of exit codes such as [0, 1], not " + kind_of(node));
+      return std::nullopt;
+    }
+    std::vector<int> codes;
+    bool ok = true;
+    for (const auto& item : node) {
+      int code = 0;
+      if (!item.IsScalar() || !YAML::convert<int>::decode(item, code) || code < 0 || code > 255) {
+        error(item, "exit code " + kind_of(item) + " is not a whole number from 0 to 255");
+        ok = false;
+        continue;
+      }
+      if (std::find(codes.begin(), codes.end(), code) != codes.end()) {
+        warning(item, "exit code " + std::to_string(code) + " is listed twice");
+      }
+      codes.push_back(code);
+    }
+    if (!ok) return std::nullopt;
+    return codes;
+  }
+
+  void read_cmd(const YAML::Node& cmd, const YAML::Node& root, bool on_agent) {
+    if (!cmd || cmd.IsNull()) {
+      if (on_agent) error(root, "the specification has no cmd: the command line that runs the service");
+      return;
+    }
+    if (cmd.IsScalar()) {
+      spec_.cmd = cmd.Scalar();
+      if (trim(spec_.cmd).empty()) error(cmd, "cmd is empty");
+      check_command_keys(cmd);
+      return;
+    }
+    if (!cmd.IsMap()) {
+      error(cmd, "cmd must be a command line or a {type: shell, command: {default: ...}} mapping, not " + kind_of(cmd));
+      return;
+    }
+    static const Names kCmdFields = {"type", "command", "valid_exit_codes"};
+    for (const auto& entry : cmd) {
+      const std::string name = entry.first.Scalar();
+      if (!contains(kCmdFields, name)) {
+        error(entry.first, "unknown cmd field '" + name + "'" + suggestion(name, kCmdFields) + "; cmd has " +
+                               one_of(kCmdFields));
+      }
+    }
+    if (const YAML::Node type = cmd["type"]; type && !(type.IsScalar() && type.Scalar() == "shell")) {
+      error(type, "cmd type " + kind_of(type) + " is not supported: the only cmd type is shell");
+    }
+    if (const YAML::Node codes = cmd["valid_exit_codes"]) {
+      if (auto read = exit_codes(codes)) {
+        spec_.valid_exit_codes = *read;
+        cmd_exit_codes_ = std::move(read);
+      }
+    }
+    const YAML::Node command = cmd["command"];
+    if (!command || !command.IsMap()) {
+      error(command ? command : cmd, "cmd.command must be a mapping with a default line (and optional linux and "
+                                     "windows lines), not " + kind_of(command));
+      return;
+    }
+    static const Names kLines = {"default", "linux", "windows"};
+    for (const auto& entry : command) {
+      const std::string name = entry.first.Scalar();
+      if (!contains(kLines, name)) {
+        error(entry.first, "unknown cmd.command line '" + name + "'" + suggestion(name, kLines) +
+                               "; the lines are " + one_of(kLines));
+        continue;
+      }
+      if (!entry.second.IsScalar() || trim(entry.second.Scalar()).empty()) {
+        error(entry.second, "cmd.command." + name + " must be a command line, not " + kind_of(entry.second));
+        continue;
+      }
+      check_command_keys(entry.second);
+    }
+    if (!command["default"]) {
+      error(command, "cmd.command has no default line");
+      return;
+    }
+    const YAML::Node line = command[std::string(os_)] ? command[std::string(os_)] : command["default"];
+    if (line.IsScalar()) spec_.cmd = line.Scalar();
+  }
+
+  // Every ${key} of a command line must name an input: a property or one the agent gives.
+  void check_command_keys(const YAML::Node& line) {
+    const std::string& cmd = line.Scalar();
+    // The exact column is known when the line is one plain scalar line.
+    const bool exact = is_plain(line) && cmd.find('\n') == std::string::npos;
+    std::size_t from = 0;
+    for (const auto& key : command_keys(cmd)) {
+      const std::size_t at = cmd.find("${" + key + "}", from);
+      from = at + key.size() + 3;
+      const int offset = exact ? static_cast<int>(at) : 0;
+      const ServiceProperty* property = spec_.property(key);
+      const auto& builtins = builtin_inputs();
+      if (property != nullptr && !property->is_input()) {
+        error(line, "cmd uses ${" + key + "}, but '" + key + "' is an output property: only inputs reach the command",
+              offset);
+      } else if (property == nullptr && std::find(builtins.begin(), builtins.end(), key) == builtins.end()) {
+        error(line, "cmd uses ${" + key + "}, which names no input property" + suggestion(key, property_keys()) +
+                        " and none the agent provides (" + join(builtins, ", ") + ")",
+              offset);
+      }
+    }
+  }
+
+  Names property_keys() const {
+    Names keys;
+    for (const auto& property : spec_.properties) keys.emplace_back(property.key);
+    return keys;
+  }
+
+  void read_timeout(const YAML::Node& node, const YAML::Node& root, bool on_agent) {
+    if (!node || node.IsNull()) {
+      if (on_agent) {
+        warning(root, "no timeout: the agent's --default-timeout applies (Opereto requires one for actions)");
+      }
+      return;
+    }
+    double seconds = 0;
+    if (!node.IsScalar() || !YAML::convert<double>::decode(node, seconds) || !(seconds > 0) || seconds > kMaxTimeout) {
+      error(node, "timeout must be a positive number of seconds, at most a week (604800), not " + kind_of(node));
+      return;
+    }
+    spec_.timeout_seconds = seconds;
+  }
+
+  void read_reports(const YAML::Node& node) {
+    if (!node || node.IsNull()) return;
+    if (!node.IsSequence()) {
+      error(node, "reports must be a list of report file patterns such as [target/surefire-reports/*.xml], not " +
+                      kind_of(node));
+      return;
+    }
+    for (const auto& item : node) {
+      if (!item.IsScalar() || trim(item.Scalar()).empty()) {
+        error(item, "a reports entry must be a file pattern, not " + kind_of(item));
+        continue;
+      }
+      spec_.reports.push_back(item.Scalar());
+    }
+  }
+
+  void read_properties(const YAML::Node& node) {
+    if (!node || node.IsNull()) return;
+    if (!node.IsSequence()) {
+      error(node, "item_properties must be a list of properties (each with key and value), not " + kind_of(node));
+      return;
+    }
+    std::map<std::string, int> first_line;
+    for (const auto& item : node) {
+      if (!item.IsMap()) {
+        error(item, "an item property must be a mapping with at least key and value, not " + kind_of(item));
+        continue;
+      }
+      auto property = read_property(item);
+      if (!property) continue;
+      if (const auto [it, fresh] = first_line.emplace(property->key, property->line); !fresh) {
+        error(item["key"], "property '" + property->key + "' is defined twice (first at line " +
+                               std::to_string(it->second) + ")");
+        continue;
+      }
+      spec_.properties.push_back(std::move(*property));
+    }
+  }
+
+  std::optional<ServiceProperty> read_property(const YAML::Node& item) {
+    ServiceProperty property;
+    property.line = item.Mark().line + 1;
+    for (const auto& entry : item) {
+      const std::string name = entry.first.Scalar();
+      if (!contains(kPropertyFields, name)) {
+        error(entry.first, "unknown property field '" + name + "'" + suggestion(name, kPropertyFields) +
+                               "; a property has " + one_of(kPropertyFields));
+      }
+    }
+    const YAML::Node key = item["key"];
+    if (!key || key.IsNull()) {
+      error(item, "an item property has no key (its name)");
+      return std::nullopt;
+    }
+    if (!key.IsScalar() || !is_identifier(key.Scalar())) {
+      error(key, "property key " + kind_of(key) +
+                     " must be letters, digits and underscores, not starting with a digit (it becomes ${key} and OT_KEY)");
+      return std::nullopt;
+    }
+    property.key = key.Scalar();
+    const std::string label = "property '" + property.key + "'";
+    if (const YAML::Node type = item["type"]; type && !type.IsNull()) {
+      if (auto read = choice(type, label + " type", kPropertyTypes)) property.type = *read;
+    }
+    if (const YAML::Node editor = item["editor"]; editor && !editor.IsNull()) {
+      // The seed's own example writes "multiselector" for the multiselectbox editor.
+      if (editor.IsScalar() && editor.Scalar() == "multiselector") {
+        property.editor = "multiselectbox";
+      } else if (auto read = choice(editor, label + " editor", kEditors)) {
+        property.editor = *read;
+      }
+    }
+    if (const YAML::Node direction = item["direction"]; direction && !direction.IsNull()) {
+      if (auto read = choice(direction, label + " direction", kDirections)) property.direction = *read;
+    }
+    if (const YAML::Node mandatory = item["mandatory"]; mandatory && !mandatory.IsNull()) {
+      bool flag = false;
+      if (!mandatory.IsScalar() || !YAML::convert<bool>::decode(mandatory, flag)) {
+        error(mandatory, label + " mandatory must be true or false, not " + kind_of(mandatory));
+      }
+      property.mandatory = flag;
+    }
+    if (auto help = text(item["help"], label + " help")) property.help = *help;
+    read_store(item["store"], property, label);
+    const YAML::Node value = item["value"];
+    if (!value) {
+      error(item, label + " has no value field; write 'value:' when it has no default");
+    } else if (!value.IsNull()) {
+      property.value = default_value(value, property, label);
+    }
+    if (contains(kSelectorEditors, property.editor) && property.store.empty()) {
+      error(item, label + " uses the " + property.editor + " editor but has no store of choices");
+    }
+    return property;
+  }
+
+  void read_store(const YAML::Node& store, ServiceProperty& property, const std::string& label) {
+    if (!store || store.IsNull()) return;
+    if (!store.IsMap()) {
+      error(store, label + " store must be a mapping of choices (name: value), not " + kind_of(store));
+      return;
+    }
+    for (const auto& entry : store) {
+      if (!entry.second.IsNull() && !entry.second.IsScalar()) {
+        error(entry.second, label + " store entry '" + entry.first.Scalar() + "' must be text, not " +
+                                kind_of(entry.second));
+        continue;
+      }
+      property.store[entry.first.Scalar()] = entry.second.IsNull() ? "" : entry.second.Scalar();
+    }
+  }
+
+  // The default value as the text a service receives, checked against the type.
+  std::optional<std::string> default_value(const YAML::Node& value, const ServiceProperty& property,
+                                           const std::string& label) {
+    std::string as_text;
+    if (value.IsScalar()) {
+      as_text = value.Scalar();
+    } else if (property.type == "json") {
+      as_text = to_json(value).dump();
+    } else if (property.type == "list" && value.IsSequence()) {
+      std::vector<std::string> items;
+      for (const auto& item : value) {
+        if (!item.IsScalar()) {
+          error(item, label + " is a list of texts, so its value cannot hold " + kind_of(item));
+          return std::nullopt;
+        }
+        items.push_back(item.Scalar());
+      }
+      as_text = join(items, ",");
+    } else {
+      error(value, label + " is of type " + property.type + ", so its value cannot be " + kind_of(value));
+      return std::nullopt;
+    }
+    if (auto problem = check_property_value(property, as_text)) {
+      error(value, label + " default value: " + *problem);
+      return std::nullopt;
+    }
+    return as_text;
+  }
+
+  void read_repository(const YAML::Node& node) {
+    if (!node || node.IsNull()) return;
+    if (!node.IsMap()) {
+      error(node, "repository must be a mapping with repo_type and its fields, not " + kind_of(node));
+      return;
+    }
+    const YAML::Node type = node["repo_type"];
+    if (!type) {
+      error(node, "repository has no repo_type (" + one_of(kRepoTypes) + ")");
+      return;
+    }
+    const auto repo_type = choice(type, "repo_type", kRepoTypes);
+    if (!repo_type) return;
+    static const std::map<std::string, Names, std::less<>> kFields = {
+        {"git", {"repo_type", "url", "branch", "revision", "ot_dir", "username", "password"}},
+        {"svn", {"repo_type", "url", "revision", "ot_dir", "username", "password"}},
+        {"http", {"repo_type", "url", "ot_dir", "username", "password"}},
+        {"s3", {"repo_type", "bucket", "access_key", "secret_key", "region", "endpoint", "ot_dir"}}};
+    const Names& fields = kFields.find(*repo_type)->second;
+    RepositorySpec repo;
+    repo.repo_type = *repo_type;
+    const std::map<std::string_view, std::string*> targets = {
+        {"url", &repo.url},           {"branch", &repo.branch},       {"revision", &repo.revision},
+        {"ot_dir", &repo.ot_dir},     {"username", &repo.username},   {"password", &repo.password},
+        {"bucket", &repo.bucket},     {"access_key", &repo.access_key}, {"secret_key", &repo.secret_key},
+        {"region", &repo.region},     {"endpoint", &repo.endpoint}};
+    bool ok = true;
+    for (const auto& entry : node) {
+      const std::string name = entry.first.Scalar();
+      if (!contains(fields, name)) {
+        error(entry.first, "unknown field '" + name + "' for a " + *repo_type + " repository" +
+                               suggestion(name, fields) + "; it has " + one_of(fields));
+        ok = false;
+        continue;
+      }
+      if (name == "repo_type") continue;
+      if (auto value = text(entry.second, "repository " + name)) *targets.at(name) = *value;
+      else ok = false;
+    }
+    const bool needs_url = *repo_type != "s3";
+    if (needs_url && trim(repo.url).empty()) {
+      error(node, "a " + *repo_type + " repository needs a url");
+      ok = false;
+    }
+    if (*repo_type == "http" && !repo.url.empty() && repo.url.rfind("http://", 0) != 0 &&
+        repo.url.rfind("https://", 0) != 0) {
+      error(node["url"], "an http repository's url must start with http:// or https://");
+      ok = false;
+    }
+    if (*repo_type == "s3") {
+      const auto slash = repo.bucket.find('/');
+      if (slash == std::string::npos || slash == 0 || slash + 1 == repo.bucket.size()) {
+        error(node["bucket"] ? node["bucket"] : node,
+              "an s3 repository needs bucket: <bucket>/<key of the archive>, such as my_bucket/my_service.zip");
+        ok = false;
+      }
+    }
+    if (!repo.ot_dir.empty()) {
+      const std::filesystem::path dir(repo.ot_dir);
+      const bool escapes = std::any_of(dir.begin(), dir.end(), [](const auto& part) { return part == ".."; });
+      if (dir.is_absolute() || escapes) {
+        error(node["ot_dir"], "ot_dir must be a folder inside the repository (no leading / and no ..)");
+        ok = false;
+      }
+    }
+    if (ok) spec_.repository = std::move(repo);
+  }
+
+  // The action family's extra rules (seed: "Additional Constraints").
+  void check_type_constraints(const YAML::Node& type_node) {
+    const std::string& type = spec_.type;
+    if (type == "action" || !spec_.runs_on_agent()) return;
+    const ServiceProperty* env = spec_.property("sut_environment");
+    const bool is_environment = env != nullptr && env->type == "environment";
+    if (type == "setup") {
+      if (!is_environment || !env->is_output()) {
+        error(type_node, "a setup service must have an output property 'sut_environment' of type environment");
+      }
+    } else if (!is_environment || !env->is_input()) {
+      error(type_node, "a " + type + " service must have an input property 'sut_environment' of type environment");
+    }
+  }
+
+  std::string os_;
+  ServiceSpec spec_;
+  std::vector<SpecProblem> problems_;
+  std::optional<std::vector<int>> cmd_exit_codes_;
+};
+
 }  // namespace
 
-Result<ServiceSpec> parse_service_spec(std::string_view yaml_text, std::string_view os) {
+std::string describe(const SpecProblem& problem) {
+  std::string out;
+  if (problem.line > 0) {
+    out = "line " + std::to_string(problem.line);
+    if (problem.column > 0) out += ", column " + std::to_string(problem.column);
+    out += ": ";
+  }
+  if (problem.severity == Severity::warning) out += "warning: ";
+  return out + problem.message;
+}
+
+const ServiceProperty* ServiceSpec::property(std::string_view key) const {
+  const auto it = std::find_if(properties.begin(), properties.end(), [&](const auto& p) { return p.key == key; });
+  return it == properties.end() ? nullptr : &*it;
+}
+
+bool ServiceSpec::runs_on_agent() const { return contains(kActionFamily, type); }
+
+bool SpecCheck::valid() const {
+  return std::none_of(problems.begin(), problems.end(), [](const auto& p) { return p.severity == Severity::error; });
+}
+
+SpecCheck check_service_spec(std::string_view yaml_text, std::string_view os) {
   try {
-    return spec_from_yaml(YAML::Load(std::string(yaml_text)), os);
+    return SpecReader(os).read(YAML::Load(std::string(yaml_text)));
   } catch (const YAML::Exception& e) {
-    return make_error("the specification is not valid YAML: " + e.msg + " (line " + std::to_string(e.mark.line + 1) + ")");
+    SpecCheck check;
+    SpecProblem problem;
+    problem.message = "this is not valid YAML: " + e.msg;
+    if (!e.mark.is_null()) {
+      problem.line = e.mark.line + 1;
+      problem.column = e.mark.column + 1;
+    }
+    check.problems.push_back(std::move(problem));
+    return check;
   }
 }
 
-Result<ServiceDefinition> load_service(const std::filesystem::path& path) {
-  std::error_code ec;
-  ServiceDefinition def;
-  if (std::filesystem::is_directory(path, ec)) {
-    def.dir = path;
-    def.spec_file = path / "service.yaml";
-    if (!std::filesystem::exists(def.spec_file, ec) && std::filesystem::exists(path / "service.yml", ec)) {
-      def.spec_file = path / "service.yml";
-    }
-  } else {
-    def.spec_file = path;
-    def.dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+Result<ServiceSpec> parse_service_spec(std::string_view yaml_text, std::string_view os) {
+  auto check = check_service_spec(yaml_text, os);
+  for (const auto& problem : check.problems) {
+    if (problem.severity == Severity::error) return make_error(describe(problem));
   }
+  return std::move(check.spec);
+}
+
+const std::vector<std::string>& builtin_inputs() {
+  static const std::vector<std::string> kBuiltins = {
+      "repository_dir", "branch",   "laboratory_number", "connected_tests",  "task_id",
+      "junit_xml",      "results_dir", "pid",            "opereto_workspace", "opereto_timeout",
+      "opereto_execution_mode"};
+  return kBuiltins;
+}
+
+std::optional<std::string> check_property_value(const ServiceProperty& property, std::string_view value) {
+  const std::string_view trimmed = trim(value);
+  if (property.type == "integer") {
+    long long number = 0;
+    const char* begin = trimmed.data();
+    const char* end = begin + trimmed.size();
+    if (!trimmed.empty() && *begin == '+') ++begin;
+    const auto [stop, ec] = std::from_chars(begin, end, number);
+    if (trimmed.empty() || ec != std::errc() || stop != end) {
+      return "'" + std::string(value) + "' is not a whole number (the property is an integer)";
+    }
+  } else if (property.type == "boolean") {
+    static const Names kBooleans = {"true", "false", "True", "False", "TRUE", "FALSE", "yes", "no", "on", "off"};
+    if (!contains(kBooleans, trimmed)) return "'" + std::string(value) + "' is not true or false (the property is a boolean)";
+  } else if (property.type == "json") {
+    if (!nlohmann::json::accept(value)) return "'" + std::string(value) + "' is not JSON (the property is json)";
+  }
+  if (contains(kSelectorEditors, property.editor) && !property.store.empty()) {
+    const auto items = property.editor == "selectbox" ? std::vector<std::string>{std::string(trimmed)}
+                                                     : split_list(value, ',');
+    for (const auto& item : items) {
+      if (item.empty() && property.editor == "selectbox") continue;
+      if (property.store.count(item) == 0) {
+        std::vector<std::string> choices;
+        for (const auto& [name, ignored] : property.store) choices.push_back(name);
+        return "'" + item + "' is not one of its choices (" + join(choices, ", ") + ")";
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+std::filesystem::path spec_file_of(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(path, ec)) return path;
+  if (!std::filesystem::exists(path / "service.yaml", ec) && std::filesystem::exists(path / "service.yml", ec)) {
+    return path / "service.yml";
+  }
+  return path / "service.yaml";
+}
+
+Result<ServiceDefinition> load_service(const std::filesystem::path& path) {
+  ServiceDefinition def;
+  def.spec_file = spec_file_of(path);
+  def.dir = def.spec_file.parent_path().empty() ? std::filesystem::path(".") : def.spec_file.parent_path();
   std::ifstream in(def.spec_file, std::ios::binary);
   if (!in) return make_error("cannot read the service specification " + def.spec_file.string());
   std::ostringstream text;
@@ -137,6 +699,23 @@ Result<ServiceDefinition> load_service(const std::filesystem::path& path) {
   return def;
 }
 
+std::vector<std::string> command_keys(std::string_view cmd) {
+  std::vector<std::string> keys;
+  std::size_t i = 0;
+  while ((i = cmd.find("${", i)) != std::string_view::npos) {
+    const auto close = cmd.find('}', i + 2);
+    if (close == std::string_view::npos) break;
+    const auto key = cmd.substr(i + 2, close - i - 2);
+    if (is_identifier(key)) {
+      keys.emplace_back(key);
+      i = close + 1;
+    } else {
+      i += 2;
+    }
+  }
+  return keys;
+}
+
 Result<std::string> expand_command(std::string_view cmd, const std::map<std::string, std::string>& inputs) {
   std::string out;
   out.reserve(cmd.size());
@@ -145,9 +724,7 @@ Result<std::string> expand_command(std::string_view cmd, const std::map<std::str
     if (cmd[i] == '$' && i + 1 < cmd.size() && cmd[i + 1] == '{') {
       const auto close = cmd.find('}', i + 2);
       const auto key = cmd.substr(i + 2, close == std::string_view::npos ? 0 : close - i - 2);
-      bool valid = close != std::string_view::npos && !key.empty();
-      for (std::size_t k = 0; valid && k < key.size(); ++k) valid = is_key_char(key[k], k == 0);
-      if (valid) {
+      if (close != std::string_view::npos && is_identifier(key)) {
         const auto it = inputs.find(std::string(key));
         if (it == inputs.end()) {
           return make_error("cmd uses ${" + std::string(key) + "}, which is not an input property of the service");

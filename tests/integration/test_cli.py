@@ -1,9 +1,9 @@
-"""The subcommands that need no backend: convert and exec."""
+"""The subcommands that need no backend: convert, exec and verify."""
 
 import json
 import subprocess
 
-from conftest import PYTEST_SERVICE_FILES, PYTEST_SERVICE_YAML, PYTHON_SUBMISSION_GOOD, RUNNER
+from conftest import PYTEST_SERVICE_FILES, PYTEST_SERVICE_YAML, PYTHON_SUBMISSION_GOOD, RUNNER, SOURCE_DIR
 
 PYTEST_REPORT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" errors="0" failures="1" skipped="1" tests="3" time="1.5">
@@ -88,3 +88,66 @@ def test_usage_errors_exit_2():
     assert subprocess.run([str(RUNNER)], capture_output=True).returncode == 2
     version = subprocess.run([str(RUNNER), "--version"], capture_output=True, text=True)
     assert version.returncode == 0 and "proctor" in version.stdout
+
+
+# ---- runner verify -----------------------------------------------------------------------
+
+SPECS = SOURCE_DIR / "tests" / "data" / "specs"
+
+
+def verify(path):
+    return subprocess.run([str(RUNNER), "verify", str(path)], capture_output=True, text=True, timeout=60)
+
+
+def expected_problems(path):
+    """The `# expect:` and `# expect-warning:` lines of a corpus file: (severity, line, column, text)."""
+    out = []
+    for line in path.read_text().splitlines():
+        for marker, severity in (("# expect: ", "error"), ("# expect-warning: ", "warning")):
+            if line.startswith(marker):
+                row, column, text = line[len(marker):].split(":", 2)
+                out.append((severity, row, column, text.strip()))
+    return out
+
+
+def test_verify_accepts_every_good_specification():
+    files = sorted((SPECS / "good").glob("*.yaml"))
+    assert len(files) >= 8
+    for path in files:
+        done = verify(path)
+        assert done.returncode == 0, (path.name, done.stdout, done.stderr)
+        assert f"{path}: valid " in done.stdout
+        for severity, row, column, text in expected_problems(path):
+            assert severity == "warning"
+            place = f"{path}:{row}:" + ("" if column == "*" else f"{column}:")
+            assert any(l.startswith(place) and ": warning: " in l and text in l for l in done.stdout.splitlines()), \
+                (path.name, text, done.stdout)
+
+
+def test_verify_reports_every_problem_of_each_bad_specification_with_its_place():
+    files = sorted((SPECS / "bad").glob("*.yaml"))
+    assert len(files) >= 15
+    for path in files:
+        done = verify(path)
+        assert done.returncode == 1, (path.name, done.stdout, done.stderr)
+        lines = done.stdout.splitlines()
+        expected = expected_problems(path)
+        assert expected, path.name
+        for severity, row, column, text in expected:
+            place = f"{path}:{row}:" + ("" if column == "*" else f"{column}:")
+            assert any(l.startswith(place) and f": {severity}: " in l and text in l for l in lines), \
+                (path.name, row, column, text, done.stdout)
+        errors = sum(1 for severity, *_ in expected if severity == "error")
+        assert lines[-1].startswith(f"{path}: not valid: {errors} error"), lines[-1]
+
+
+def test_verify_takes_a_service_folder_and_says_unreadable_with_exit_2(tmp_path):
+    done = verify(SOURCE_DIR / "examples" / "pytest-service")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "valid action service" in done.stdout
+    missing = verify(tmp_path / "nothing.yaml")
+    assert missing.returncode == 2
+    assert "cannot read" in missing.stderr and "nothing.yaml" in missing.stderr
+    empty_folder = verify(tmp_path)
+    assert empty_folder.returncode == 2
+    assert "service.yaml" in empty_folder.stderr

@@ -84,13 +84,21 @@ TEST_SUITE("task_executor") {
     CHECK(f.runner.env("OT_RESULTS_DIR") == (f.dir / "results" / "t-1").string());
     CHECK_FALSE(f.runner.env("TMPDIR").empty());
     for (const auto& [key, value] : spec.env) {
-      const bool allowed = key.rfind("OT_", 0) == 0 || key == "TMPDIR" || key == "PATH" || key == "HOME" ||
+      const bool allowed = key.rfind("OT_", 0) == 0 || key == "TMPDIR" || key == "opereto_workspace" ||
+                           key == "PATH" || key == "HOME" ||
                            key == "USER" || key == "LOGNAME" || key == "LANG" || key == "LANGUAGE" ||
                            key == "LC_ALL" || key == "LC_CTYPE" || key == "TZ" || key == "SHELL";
       CHECK_MESSAGE(allowed, "unexpected variable " << key);
     }
     const auto inputs = nlohmann::json::parse(std::ifstream(spec.working_dir / "input.json"));
     CHECK(inputs["connected_tests"] == "test a,test_b");
+    // Opereto's built-ins, and the same inputs where pyopereto looks for them.
+    CHECK(inputs["pid"] == "t-1");
+    CHECK(inputs["opereto_workspace"] == spec.working_dir.string());
+    CHECK(inputs["opereto_timeout"] == "30");
+    CHECK(inputs["opereto_execution_mode"] == "production");
+    CHECK(f.runner.env("opereto_workspace") == spec.working_dir.string());
+    CHECK(nlohmann::json::parse(std::ifstream(spec.working_dir / "arguments.json")) == inputs);
 
     CHECK_FALSE(payload.error);
     CHECK_FALSE(payload.passed);
@@ -211,6 +219,85 @@ TEST_SUITE("task_executor") {
     CHECK(f.run(kTask).error_details.find("${nothing}") != std::string::npos);
     f.write_service("cmd: run\nitem_properties:\n- key: token\n  value:\n  mandatory: true\n");
     CHECK(f.run(kTask).error_details == "The service's mandatory input 'token' has no value.");
+    CHECK(f.runner.specs.empty());
+  }
+
+  TEST_CASE("only inputs reach the service; outputs come back from output.json, checked") {
+    Fixture f;
+    f.write_service(R"(cmd: run ${mode}
+timeout: 30
+item_properties:
+- key: mode
+  type: text
+  value: fast
+- key: secret_default
+  direction: output
+  type: text
+  value: never-sent
+- key: count
+  direction: output
+  type: integer
+  value:
+- key: summary
+  direction: both
+  type: json
+  value: "{}"
+- key: words
+  direction: output
+  type: integer
+  value:
+)");
+    f.runner.behaviour = [](const ProcessSpec& spec, ProcessOutcome&) {
+      write_report(spec);
+      std::ofstream(spec.working_dir / "output.json")
+          << R"({"count": 7, "summary": {"ok": true}, "mode": "slow", "stranger": 1, "words": "many"})";
+    };
+    const auto payload = f.run(kTask);
+    CHECK_FALSE(payload.error);
+    REQUIRE(f.runner.specs.size() == 1);
+    CHECK(f.runner.specs[0].argv[2] == "run 'fast'");
+    CHECK(f.runner.env("OT_MODE") == "fast");
+    CHECK(f.runner.env("OT_SUMMARY") == "{}");               // both: an input too
+    CHECK(f.runner.env("OT_SECRET_DEFAULT").empty());        // outputs never reach the process
+    const auto inputs = nlohmann::json::parse(std::ifstream(f.runner.specs[0].working_dir / "input.json"));
+    CHECK_FALSE(inputs.contains("secret_default"));
+    CHECK_FALSE(inputs.contains("count"));
+    // Kept: the output properties with values of their type; not an input, a stranger or a bad value.
+    const auto outputs = nlohmann::json::parse(std::ifstream(f.dir / "results" / "t-1" / "outputs.json"));
+    CHECK(outputs == nlohmann::json::parse(R"({"count": 7, "summary": {"ok": true}})"));
+  }
+
+  TEST_CASE("a service that writes a broken output.json still gets its result; outputs are dropped") {
+    Fixture f;
+    f.write_service("cmd: run\ntimeout: 30\nitem_properties:\n- key: n\n  direction: output\n  value:\n");
+    f.runner.behaviour = [](const ProcessSpec& spec, ProcessOutcome&) {
+      write_report(spec);
+      std::ofstream(spec.working_dir / "output.json") << "[not, json";
+    };
+    CHECK_FALSE(f.run(kTask).error);
+    CHECK_FALSE(fs::exists(f.dir / "results" / "t-1" / "outputs.json"));
+  }
+
+  TEST_CASE("input values are checked against their property's type before anything runs") {
+    Fixture f;
+    f.write_service("cmd: run\ntimeout: 30\nitem_properties:\n- key: laboratory_number\n  type: integer\n  value:\n");
+    CHECK(f.run(R"({"id":"t","repositoryUrl":"https://h/r.git","laboratoryNumber":[1,2]})").error_details ==
+          "The service's input 'laboratory_number' is invalid: '1,2' is not a whole number (the property is an integer).");
+    CHECK(f.runner.specs.empty());
+    f.run(R"({"id":"t","repositoryUrl":"https://h/r.git","laboratoryNumber":3})");
+    CHECK(f.runner.specs.size() == 1);
+  }
+
+  TEST_CASE("cycle and container services are refused with a reason, before fetching") {
+    Fixture f;
+    for (const char* type : {"cycle", "container"}) {
+      f.write_service(std::string("type: ") + type + "\n");
+      const auto payload = f.run(kTask);
+      CHECK(payload.error);
+      CHECK(payload.error_details == std::string("The service is a ") + type +
+                                         ", which Opereto's own cluster runs, not an agent: Proctor cannot run it.");
+    }
+    CHECK(f.fetcher.requests.empty());
     CHECK(f.runner.specs.empty());
   }
 
