@@ -21,7 +21,9 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/daemon.hpp"
+#include "agent/archive_fetcher.hpp"
 #include "agent/git_fetcher.hpp"
+#include "agent/svn_fetcher.hpp"
 #include "agent/process_runner.hpp"
 #include "agent/task_executor.hpp"
 #include "common/junit.hpp"
@@ -58,6 +60,11 @@ struct Options {
   double timeout = 600;
   double kill_grace = 10;
   std::string allow_schemes = "https,http,ssh,git,svn,s3";
+  double max_download_mb = 512;
+  std::string s3_access_key;
+  std::string s3_secret_key;
+  std::string s3_region = "us-east-1";
+  std::string s3_endpoint;
   std::string strip_prefix = "tests.";
   bool skips_pass = false;
   // Logging.
@@ -110,15 +117,44 @@ ExecutorSettings executor_settings(const Options& options, const fs::path& work_
   return settings;
 }
 
+// Downloads of http and s3 repositories: the agent's CA file, the size cap.
+ArchiveFetchSettings archive_settings(const Options& options) {
+  ArchiveFetchSettings settings;
+  settings.tls.ca_file = options.ca_file;
+  settings.max_download_bytes = static_cast<std::uintmax_t>(options.max_download_mb * 1024 * 1024);
+  return settings;
+}
+
+// The agent's S3 account: the options, else AWS's own environment variables.
+S3Settings s3_settings(const Options& options) {
+  const auto env = [](const char* name) {
+    const char* value = std::getenv(name);
+    return std::string(value != nullptr ? value : "");
+  };
+  S3Settings settings;
+  settings.access_key = options.s3_access_key.empty() ? env("AWS_ACCESS_KEY_ID") : options.s3_access_key;
+  settings.secret_key = options.s3_secret_key.empty() ? env("AWS_SECRET_ACCESS_KEY") : options.s3_secret_key;
+  settings.region = options.s3_region;
+  settings.endpoint = options.s3_endpoint;
+  return settings;
+}
+
 // The real side-effect implementations wired under one TaskExecutor (the composition
 // root of `runner` and `runner exec`).
 struct RealExecutor {
   explicit RealExecutor(const Options& options)
       : work_dir(options.work_dir.empty() ? default_work_dir() : fs::absolute(options.work_dir)),
-        executor({{"git", &git}}, runner, executor_settings(options, work_dir)) {}
+        svn(runner),
+        http(archive_settings(options)),
+        s3(archive_settings(options), s3_settings(options)),
+        executor({{"git", &git}, {"svn", &svn}, {"http", &http}, {"s3", &s3}}, runner,
+                 executor_settings(options, work_dir)) {}
   fs::path work_dir;
-  GitFetcher git;
   PosixProcessRunner runner;
+  GitFetcher git;
+  SvnFetcher svn;
+  HttpArchiveFetcher http;
+  S3ArchiveFetcher s3;
   TaskExecutor executor;
 };
 
@@ -326,6 +362,12 @@ int run_cli(int argc, char** argv) {
   add(app, "--timeout", options.timeout, "Default service timeout in seconds")->check(CLI::PositiveNumber);
   add(app, "--kill-grace", options.kill_grace, "Seconds between SIGTERM and SIGKILL")->check(CLI::NonNegativeNumber);
   add(app, "--allow-schemes", options.allow_schemes, "Repository URL schemes allowed (add 'file' for local paths)");
+  add(app, "--max-download-mb", options.max_download_mb, "Largest http/s3 archive downloaded, in MiB")
+      ->check(CLI::PositiveNumber);
+  add(app, "--s3-access-key", options.s3_access_key, "S3 access key (default $AWS_ACCESS_KEY_ID)");
+  add(app, "--s3-secret-key", options.s3_secret_key, "S3 secret key (default $AWS_SECRET_ACCESS_KEY)");
+  add(app, "--s3-region", options.s3_region, "S3 region");
+  add(app, "--s3-endpoint", options.s3_endpoint, "S3-compatible store URL, path-style (default: AWS)");
   add(app, "--strip-prefix", options.strip_prefix, "Prefix removed from test classnames");
   app.add_flag("--skips-pass", options.skips_pass, "Skipped tests do not fail the run");
   add(app, "--logger-level", options.logger_level, "debug, info, warning, error or critical")

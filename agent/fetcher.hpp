@@ -1,21 +1,35 @@
 #pragma once
 // Fetcher: brings a repository's code onto the disk. One real implementation per kind
-// (git now; svn/http/s3 later) and a recording fake in tests/. fetch() blocks (network,
+// (git, svn, http, s3) and a recording fake in tests/. fetch() blocks (network,
 // libgit2): call it on a worker thread.
 
 #include <filesystem>
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <utility>
 
 #include "common/result.hpp"
 
 namespace proctor {
 
 struct SourceSpec {
+  SourceSpec() = default;
+  // A repository by URL, branch and pinned revision ({url, branch, revision}); credentials
+  // are set afterwards.
+  SourceSpec(std::string url_, std::optional<std::string> branch_ = {},  // NOLINT(google-explicit-constructor)
+                      std::optional<std::string> revision_ = {})
+      : url(std::move(url_)), branch(std::move(branch_)), revision(std::move(revision_)) {}
+
   std::string url;
   std::optional<std::string> branch;    // absent: the remote's default branch
-  std::optional<std::string> revision;  // a commit to pin, when given
+  std::optional<std::string> revision;  // a commit (git) or revision number (svn) to pin
+  std::string username;                 // http basic auth and svn; empty: none (or the URL's)
+  std::string password;
+  std::string access_key;               // s3; empty: the agent's own
+  std::string secret_key;
+  std::string region;
+  std::string endpoint;
 };
 
 struct Checkout {

@@ -95,6 +95,30 @@ class Fd {
   int fd_ = -1;
 };
 
+// The child's stdin: /dev/null, or a pipe already holding `data` and closed behind it.
+// The data is written before the child starts; it is small enough for the pipe's buffer
+// (checked), so the write never blocks and the child reads it, then end of file.
+Result<Fd> make_input(const std::string& data) {
+  if (data.empty()) {
+    Fd null_in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!null_in.valid()) return make_error("Cannot open /dev/null: " + errno_text(errno) + ".");
+    return null_in;
+  }
+  if (data.size() > kMaxStdinBytes) return make_error("The process input is larger than 4096 bytes.");
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) != 0) return make_error("Cannot create an input pipe: " + errno_text(errno) + ".");
+  Fd read_end(ends[0]);
+  const Fd write_end(ends[1]);
+  std::size_t written = 0;
+  while (written < data.size()) {
+    const ssize_t n = ::write(write_end.get(), data.data() + written, data.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return make_error("Cannot write the process input: " + errno_text(errno) + ".");
+    written += static_cast<std::size_t>(n);
+  }
+  return read_end;
+}
+
 // A pipe whose ends do not survive exec; the child gets the write end through dup2.
 struct Pipe {
   Fd read;
@@ -529,12 +553,13 @@ ProcessOutcome PosixProcessRunner::run(const ProcessSpec& spec, std::stop_token 
   if (!out_pipe) return not_started(out_pipe.error().message);
   auto err_pipe = make_output_pipe();
   if (!err_pipe) return not_started(err_pipe.error().message);
-  Fd null_in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!null_in.valid()) return not_started("Cannot open /dev/null: " + errno_text(errno) + ".");
+  auto input = make_input(spec.stdin_data);
+  if (!input) return not_started(input.error().message);
+  Fd stdin_fd = std::move(input).value();
 
-  const auto launched = launch(*program, spec, dir, null_in.get(), out_pipe->write.get(),
+  const auto launched = launch(*program, spec, dir, stdin_fd.get(), out_pipe->write.get(),
                                err_pipe->write.get());
-  null_in.reset();
+  stdin_fd.reset();
   out_pipe->write.reset();
   err_pipe->write.reset();
   if (!launched) return not_started(launched.error().message);

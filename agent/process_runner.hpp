@@ -18,6 +18,9 @@
 
 namespace proctor {
 
+// The largest ProcessSpec::stdin_data: what any pipe buffer holds (POSIX PIPE_BUF).
+constexpr std::size_t kMaxStdinBytes = 4096;
+
 struct ProcessSpec {
   std::vector<std::string> argv;  // argv[0] is an absolute path or found on env's PATH
   std::filesystem::path working_dir;
@@ -26,6 +29,9 @@ struct ProcessSpec {
   std::chrono::milliseconds kill_grace{5000};            // SIGTERM to SIGKILL delay
   std::filesystem::path log_file;                        // output appended; empty: none
   std::size_t tail_bytes = 4096;                         // size of ProcessOutcome::output_tail
+  // Given to the process on stdin, then end of file (a password for `svn
+  // --password-from-stdin`); at most kMaxStdinBytes. Empty: stdin is /dev/null.
+  std::string stdin_data;
   // Called with each complete output line (no newline), on the runner's thread.
   std::function<void(std::string_view line)> on_line;
 };

@@ -184,9 +184,7 @@ Result<ServiceDefinition> TaskExecutor::find_service(const Task& task) const {
   return make_error("the agent has no service to run: give --service, or --services with a task 'service' field");
 }
 
-Result<Checkout> TaskExecutor::fetch_submission(const Task& task, const fs::path& cache_root,
-                                                std::stop_token cancel) const {
-  const std::string& url = task.repository_url;
+Result<void> TaskExecutor::check_url(const std::string& url) const {
   if (!url.empty() && url.front() == '-') {
     return make_error("the repository URL '" + redact_url(url) + "' looks like a command-line option");
   }
@@ -196,12 +194,58 @@ Result<Checkout> TaskExecutor::fetch_submission(const Task& task, const fs::path
     return make_error("the repository URL scheme '" + scheme + "' is not allowed (allowed: " + join(allowed, ",") +
                       "; see --allow-schemes)");
   }
-  const auto kind = repository_kind(task);
+  return {};
+}
+
+Result<Fetcher*> TaskExecutor::fetcher_for(const std::string& kind) const {
   const auto it = fetchers_.find(kind);
   if (it == fetchers_.end() || it->second == nullptr) {
     return make_error("repositories of type '" + kind + "' are not supported by this agent");
   }
-  return it->second->fetch(SourceSpec{url, task.branch, task.revision}, cache_root / kind, std::move(cancel));
+  return it->second;
+}
+
+Result<Checkout> TaskExecutor::fetch_submission(const Task& task, const fs::path& cache_root,
+                                                std::stop_token cancel) const {
+  if (auto allowed = check_url(task.repository_url); !allowed) return allowed.error();
+  const auto kind = repository_kind(task);
+  auto fetcher = fetcher_for(kind);
+  if (!fetcher) return fetcher.error();
+  return (*fetcher)->fetch(SourceSpec{task.repository_url, task.branch, task.revision}, cache_root / kind,
+                           std::move(cancel));
+}
+
+Result<fs::path> TaskExecutor::fetch_service_code(const RepositorySpec& repository, const fs::path& cache_root,
+                                                  std::stop_token cancel) const {
+  SourceSpec source;
+  source.url = repository.repo_type == "s3" ? "s3://" + repository.bucket : repository.url;
+  if (!repository.branch.empty()) source.branch = repository.branch;
+  if (!repository.revision.empty()) source.revision = repository.revision;
+  source.username = repository.username;
+  source.password = repository.password;
+  source.access_key = repository.access_key;
+  source.secret_key = repository.secret_key;
+  source.region = repository.region;
+  source.endpoint = repository.endpoint;
+  if (auto allowed = check_url(source.url); !allowed) return allowed.error();
+  auto fetcher = fetcher_for(repository.repo_type);
+  if (!fetcher) return fetcher.error();
+  auto checkout = (*fetcher)->fetch(source, cache_root / repository.repo_type, std::move(cancel));
+  if (!checkout) return checkout.error();
+  // ot_dir was checked to stay inside when the specification was read; a link in the
+  // repository could still lead out, so the real paths are compared too.
+  const fs::path dir = repository.ot_dir.empty() ? checkout->dir : checkout->dir / repository.ot_dir;
+  std::error_code ec;
+  const fs::path real_dir = fs::canonical(dir, ec);
+  if (ec || !fs::is_directory(real_dir, ec)) {
+    return make_error("the service repository has no folder '" + repository.ot_dir + "' (ot_dir)");
+  }
+  const fs::path real_root = fs::canonical(checkout->dir, ec);
+  const auto [root_end, dir_it] = std::mismatch(real_root.begin(), real_root.end(), real_dir.begin(), real_dir.end());
+  if (root_end != real_root.end()) {
+    return make_error("the service repository's ot_dir '" + repository.ot_dir + "' leads outside the repository");
+  }
+  return real_dir;
 }
 
 ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std::stop_token cancel) const {
@@ -231,7 +275,17 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
   spdlog::info("task {}: submission at {} ({}{})", task.identity.text(), checkout->commit.substr(0, 12),
                checkout->dir.string(), checkout->reused ? ", reused" : "");
 
-  if (auto copied = copy_tree(service->dir, folders->service_dir); !copied) {
+  // The service's code: its own folder, or what its repository block points to.
+  fs::path code_dir = service->dir;
+  if (service->spec.repository) {
+    auto fetched = fetch_service_code(*service->spec.repository, workspace.repos_dir() / "services", cancel);
+    if (!fetched) {
+      if (cancel.stop_requested()) return fail("The agent shut down while fetching the service's code.");
+      return fail("Fetching the service's code failed: " + fetched.error().message);
+    }
+    code_dir = *fetched;
+  }
+  if (auto copied = copy_tree(code_dir, folders->service_dir); !copied) {
     return fail("The service could not be copied into the workspace: " + copied.error().message);
   }
   const fs::path task_results = settings_.results_dir / safe_folder_name(task.identity.text());

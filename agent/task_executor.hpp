@@ -46,6 +46,15 @@ class TaskExecutor {
   Result<ServiceDefinition> find_service(const Task& task) const;
   Result<Checkout> fetch_submission(const Task& task, const std::filesystem::path& cache_root,
                                     std::stop_token cancel) const;
+  // The folder of a service's code fetched from its specification's repository block
+  // (cached per slot by URL): the checkout's ot_dir.
+  Result<std::filesystem::path> fetch_service_code(const RepositorySpec& repository,
+                                                   const std::filesystem::path& cache_root,
+                                                   std::stop_token cancel) const;
+  // Refuses URLs whose scheme --allow-schemes does not allow, and option-like URLs.
+  Result<void> check_url(const std::string& url) const;
+  // The fetcher of a repository kind, or an error naming the kind.
+  Result<Fetcher*> fetcher_for(const std::string& kind) const;
 
   std::map<std::string, Fetcher*> fetchers_;
   ProcessRunner& runner_;

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/aws_sigv4.hpp"
+#include "common/text.hpp"
+
 namespace proctor {
 
 namespace {
@@ -100,6 +103,11 @@ std::string redact_url(std::string_view url) {
   out += "***@";
   out += url.substr(authority_start + at + 1);
   return out;
+}
+
+std::string cache_folder_name(std::string_view url) {
+  const std::string shown = redact_url(url);
+  return safe_folder_name(shown.substr(0, 48)) + "-" + sha256_hex(shown).substr(0, 12);
 }
 
 }  // namespace proctor

@@ -31,4 +31,8 @@ std::string repository_scheme(std::string_view url);
 // The URL with any "user:password@" replaced by "***@", for logs and errors.
 std::string redact_url(std::string_view url);
 
+// A cache folder name for a repository URL: readable, safe as one path component, and
+// unique per URL (credentials left out of both).
+std::string cache_folder_name(std::string_view url);
+
 }  // namespace proctor

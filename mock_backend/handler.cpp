@@ -274,10 +274,68 @@ Response Backend::handle(const Request& request, TimePoint now) {
   if (auto ua = request.header("User-Agent")) record.user_agent = std::string(*ua);
   if (auto runner = request.header("X-Runner-Id")) record.runner_id = std::string(*runner);
   record.authorization_present = request.header("Authorization").has_value();
-  Response response = dispatch(request, now, record);
+  Response response;
+  if (auto file = serve_file(request)) response = std::move(*file);
+  else response = dispatch(request, now, record);
   record.status = response.close_without_answer ? 0 : response.status;
   requests_.push_back(std::move(record));
   return response;
+}
+
+std::string base64_encode(std::string_view bytes) {
+  std::string out = base64url_encode(bytes);
+  for (char& c : out) {
+    if (c == '-') c = '+';
+    else if (c == '_') c = '/';
+  }
+  while (out.size() % 4 != 0) out.push_back('=');
+  return out;
+}
+
+std::optional<Response> Backend::serve_file(const Request& request) const {
+  if (!config_.serve_dir) return std::nullopt;
+  std::string_view target = request.target;
+  target = target.substr(0, target.find('?'));
+  const bool is_file = target.starts_with("/files/");
+  const bool is_redirect = target.starts_with("/redirect/");
+  if (!is_file && !is_redirect) return std::nullopt;
+  if (request.method != "GET") return error_response(405, "use GET on " + std::string(target));
+  if (is_redirect) {
+    // /redirect/<n>/<rest>: to /redirect/<n-1>/<rest>, or to /<rest> after the last one.
+    const std::string_view rest = target.substr(std::string_view("/redirect/").size());
+    const auto slash = rest.find('/');
+    int hops = 0;
+    const auto [end, ec] = std::from_chars(rest.data(), rest.data() + (slash == std::string_view::npos ? rest.size() : slash), hops);
+    if (ec != std::errc() || slash == std::string_view::npos || hops < 1) {
+      return error_response(404, "use /redirect/<count>/<path>");
+    }
+    Response r;
+    r.status = 302;
+    const std::string next(rest.substr(slash));
+    r.headers.push_back({"Location", hops > 1 ? "/redirect/" + std::to_string(hops - 1) + next : next});
+    return r;
+  }
+  if (config_.serve_auth) {
+    const std::string expected = "Basic " + base64_encode(config_.serve_auth->username + ":" + config_.serve_auth->password);
+    const auto given = request.header("Authorization");
+    if (!given || *given != expected) {
+      Response r = error_response(401, "this file needs HTTP basic authentication");
+      r.headers.push_back({"WWW-Authenticate", "Basic realm=\"files\""});
+      return r;
+    }
+  }
+  const std::filesystem::path relative(std::string(target.substr(std::string_view("/files/").size())));
+  const bool climbs = std::any_of(relative.begin(), relative.end(), [](const auto& part) { return part == ".."; });
+  const std::filesystem::path file = *config_.serve_dir / relative;
+  std::error_code ec;
+  if (relative.empty() || climbs || relative.is_absolute() || !std::filesystem::is_regular_file(file, ec)) {
+    return error_response(404, "no file " + std::string(target));
+  }
+  std::ifstream in(file, std::ios::binary);
+  Response r;
+  r.body.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  r.headers.push_back({"Content-Type", "application/octet-stream"});
+  return r;
 }
 
 Response Backend::dispatch(const Request& request, TimePoint now, RequestRecord& record) {

@@ -110,7 +110,14 @@ struct Config {
   std::chrono::seconds token_ttl{300};
   std::vector<FaultRule> faults;
   std::optional<std::filesystem::path> results_file;  // each accepted result is appended as a line
+  // Files for the http repository kind: GET /files/<path> serves <serve_dir>/<path>, and
+  // GET /redirect/<n>/<path> redirects n times before reaching /<path>.
+  std::optional<std::filesystem::path> serve_dir;
+  std::optional<Credentials> serve_auth;  // set: /files needs this HTTP basic auth
 };
+
+// Standard base64 with padding (RFC 4648 §4), as HTTP basic auth uses.
+std::string base64_encode(std::string_view bytes);
 
 // Reads tasks from JSON text: an array gives one task per element, anything else is one task.
 Result<std::vector<nlohmann::json>> parse_tasks(std::string_view text);
@@ -182,6 +189,8 @@ class Backend {
   [[nodiscard]] Response requests_log() const;
   // GET /admin/stats: counters for tests and the demo.
   [[nodiscard]] Response stats() const;
+  // GET /files/... and /redirect/...: files under serve_dir; nullopt for other targets.
+  [[nodiscard]] std::optional<Response> serve_file(const Request& request) const;
   // GET /results: every accepted result, in arrival order.
   [[nodiscard]] Response results() const;
   // `count` random bytes for token signatures and refresh tokens.

@@ -71,6 +71,11 @@ int main(int argc, char** argv) {
   app.add_option("--empty-answer", empty_answer, "How 'no task' is said: unavailable, 204, 404 or empty")
       ->capture_default_str();
   app.add_option("--results", results_file, "File each accepted result is appended to as one JSON line");
+  std::string serve_dir;
+  std::string serve_auth;
+  app.add_option("--serve", serve_dir, "Folder served at GET /files/<path> (and /redirect/<n>/files/<path>)")
+      ->check(CLI::ExistingDirectory);
+  app.add_option("--serve-auth", serve_auth, "USER:PASSWORD of HTTP basic auth for /files");
   app.add_option("--auth", auth, "USER:PASSWORD; task and result endpoints then need a bearer token");
   app.add_option("--token-ttl", token_ttl, "Access token lifetime in seconds")
       ->capture_default_str()
@@ -116,6 +121,12 @@ int main(int argc, char** argv) {
     config.faults.push_back(*rule);
   }
   if (!results_file.empty()) config.results_file = results_file;
+  if (!serve_dir.empty()) config.serve_dir = serve_dir;
+  if (!serve_auth.empty()) {
+    auto credentials = parse_credentials(serve_auth);
+    if (!credentials) return fail("--serve-auth: " + credentials.error().message);
+    config.serve_auth = *credentials;
+  }
 
   std::vector<nlohmann::json> tasks;
   if (!tasks_file.empty()) {

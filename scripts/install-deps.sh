@@ -10,9 +10,24 @@ build_pkgs=(
   libarchive-dev subversion libbenchmark-dev
 )
 test_pkgs=(python3 python3-pytest procps time openssl)
+with_tests=0
+if [[ "${1:-}" == "--with-tests" ]]; then with_tests=1; fi
+
+# s3rver (the S3-compatible server the tests use) comes from npm, into .tools/ of the
+# checkout; node and npm from Debian unless some node with npm is already there.
+install_s3rver() {
+  local root
+  root=$(cd "$(dirname "$0")/.." && pwd)
+  if [[ -x "$root/.tools/node_modules/.bin/s3rver" ]]; then return 0; fi
+  echo "install-deps: installing s3rver 3.7.1 from npm into $root/.tools"
+  npm install --no-fund --no-audit --loglevel=error --prefix "$root/.tools" s3rver@3.7.1
+}
 
 want=("${build_pkgs[@]}")
-if [[ "${1:-}" == "--with-tests" ]]; then want+=("${test_pkgs[@]}"); fi
+if ((with_tests)); then
+  want+=("${test_pkgs[@]}")
+  if ! command -v npm >/dev/null; then want+=(nodejs npm); fi
+fi
 
 missing=()
 for p in "${want[@]}"; do
@@ -20,6 +35,7 @@ for p in "${want[@]}"; do
 done
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#want[@]} packages present"
+  if ((with_tests)); then install_s3rver; fi
   exit 0
 fi
 echo "install-deps: installing ${missing[*]}"
@@ -28,3 +44,4 @@ if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if ((with_tests)); then install_s3rver; fi

@@ -23,9 +23,12 @@ class RecordingFetcher final : public Fetcher {
     checkout.dir = cache_root / "checkout";
     std::filesystem::create_directories(checkout.dir);
     checkout.commit = "0123456789abcdef0123456789abcdef01234567";
+    if (populate) populate(source, checkout.dir);
     return checkout;
   }
   std::vector<SourceSpec> requests;
+  // Called with each fetched checkout's folder, for the test to fill in.
+  std::function<void(const SourceSpec&, const std::filesystem::path&)> populate;
   std::string fail_with;  // non-empty: every fetch fails with this message
 };
 

@@ -301,6 +301,39 @@ item_properties:
     CHECK(f.runner.specs.empty());
   }
 
+  TEST_CASE("a specification's repository block brings the service's code, from its ot_dir") {
+    Fixture f;
+    f.write_service(R"(cmd: python3 tool.py
+timeout: 30
+repository:
+  repo_type: git
+  url: https://git.example.com/services.git
+  branch: stable
+  ot_dir: tools/lab1
+)");
+    f.fetcher.populate = [](const SourceSpec& source, const fs::path& dir) {
+      if (source.url != "https://git.example.com/services.git") return;
+      fs::create_directories(dir / "tools/lab1");
+      std::ofstream(dir / "tools/lab1/tool.py") << "print('from the repository')\n";
+    };
+    f.runner.behaviour = [](const ProcessSpec& spec, ProcessOutcome&) { write_report(spec); };
+    const auto payload = f.run(kTask);
+    CHECK_FALSE(payload.error);
+    REQUIRE(f.fetcher.requests.size() == 2);  // the submission, then the service's code
+    CHECK(f.fetcher.requests[1].url == "https://git.example.com/services.git");
+    CHECK(f.fetcher.requests[1].branch == "stable");
+    REQUIRE(f.runner.specs.size() == 1);
+    const fs::path work = f.runner.specs[0].working_dir;
+    CHECK(fs::exists(work / "tool.py"));           // the repository's ot_dir, copied for the task
+    CHECK_FALSE(fs::exists(work / "helper.py"));   // not the local folder's code
+
+    f.write_service("cmd: run\ntimeout: 30\nrepository:\n  repo_type: git\n  url: https://h/s.git\n  ot_dir: missing\n");
+    CHECK(f.run(kTask).error_details ==
+          "Fetching the service's code failed: the service repository has no folder 'missing' (ot_dir).");
+    f.write_service("cmd: run\ntimeout: 30\nrepository:\n  repo_type: svn\n  url: ftp://h/s\n");
+    CHECK(f.run(kTask).error_details.find("scheme 'ftp' is not allowed") != std::string::npos);
+  }
+
   TEST_CASE("a task's service name is looked up in the services folder, never outside it") {
     Fixture f;
     fs::create_directories(f.dir / "services" / "lab2");

@@ -1,0 +1,188 @@
+#include "agent/archive.hpp"
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include <algorithm>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "common/text.hpp"
+
+namespace proctor {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct ReadCloser {
+  void operator()(archive* a) const { archive_read_free(a); }
+};
+struct WriteCloser {
+  void operator()(archive* a) const { archive_write_free(a); }
+};
+
+// An entry's name for messages: valid UTF-8, not too long.
+std::string shown(std::string_view name) { return utf8_truncate(make_valid_utf8(name), 200); }
+
+// The entry's path relative to the target, or an error when it would land outside it.
+Result<fs::path> inside_path(std::string_view name, std::string_view what) {
+  if (name.empty()) return make_error("the archive has an entry without a name");
+  const fs::path path(name);
+  if (path.is_absolute() || name.front() == '/') {
+    return make_error("the archive " + std::string(what) + " '" + shown(name) +
+                      "' is an absolute path: it would land outside the target folder");
+  }
+  if (std::any_of(path.begin(), path.end(), [](const fs::path& part) { return part == ".."; })) {
+    return make_error("the archive " + std::string(what) + " '" + shown(name) +
+                      "' climbs out with '..': it would land outside the target folder");
+  }
+  return path.lexically_normal();
+}
+
+// Checks a symbolic link entry: its target, read from the link's folder, stays inside.
+Result<void> check_link_target(const fs::path& entry, std::string_view link, std::string_view name) {
+  const auto refuse = [&] {
+    return make_error("the archive entry '" + shown(name) + "' is a link to '" + shown(link) +
+                      "', outside the target folder");
+  };
+  if (link.empty()) return make_error("the archive entry '" + shown(name) + "' is a link to nothing");
+  const fs::path target(link);
+  if (target.is_absolute()) return refuse();
+  const fs::path resolved = (entry.parent_path() / target).lexically_normal();
+  if (!resolved.empty() && *resolved.begin() == "..") return refuse();
+  return {};
+}
+
+// A folder name beside `target` for unpacking into before the rename.
+fs::path staging_for(const fs::path& target) {
+  std::random_device random;
+  return target.parent_path() / (target.filename().string() + ".unpacking-" + std::to_string(random()));
+}
+
+class Unpacker {
+ public:
+  Unpacker(const fs::path& root, const ArchiveLimits& limits) : root_(root), limits_(limits) {}
+
+  Result<UnpackStats> run(std::string_view data) {
+    const std::unique_ptr<archive, ReadCloser> reader(archive_read_new());
+    const std::unique_ptr<archive, WriteCloser> writer(archive_write_disk_new());
+    if (!reader || !writer) return make_error("libarchive could not start");
+    archive_read_support_filter_all(reader.get());
+    archive_read_support_format_all(reader.get());
+    // Defence in depth: libarchive refuses `..` and writing through links by itself too.
+    archive_write_disk_set_options(writer.get(), ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
+                                                     ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+                                                     ARCHIVE_EXTRACT_SECURE_SYMLINKS);
+    if (archive_read_open_memory(reader.get(), data.data(), data.size()) != ARCHIVE_OK) {
+      return make_error("the download is not an archive this agent can unpack (zip or tar, plain or compressed): " +
+                        error_of(reader.get()));
+    }
+    archive_entry* entry = nullptr;
+    int status = ARCHIVE_OK;
+    while ((status = archive_read_next_header(reader.get(), &entry)) == ARCHIVE_OK ||
+           status == ARCHIVE_WARN) {
+      if (auto written = write_entry(reader.get(), writer.get(), entry); !written) return written.error();
+    }
+    if (status != ARCHIVE_EOF) return make_error("the archive is corrupt: " + error_of(reader.get()));
+    if (archive_write_close(writer.get()) != ARCHIVE_OK) {
+      return make_error("the archive could not be written out: " + error_of(writer.get()));
+    }
+    return stats_;
+  }
+
+ private:
+  static std::string error_of(archive* a) {
+    const char* message = archive_error_string(a);
+    return message != nullptr ? make_valid_utf8(message) : "unknown error";
+  }
+
+  Result<void> write_entry(archive* reader, archive* writer, archive_entry* entry) {
+    const char* raw_name = archive_entry_pathname(entry);
+    const std::string name = raw_name != nullptr ? raw_name : "";
+    auto relative = inside_path(name, "entry");
+    if (!relative) return relative.error();
+    if (++stats_.entries > limits_.max_entries) {
+      return make_error("the archive has more than " + std::to_string(limits_.max_entries) + " entries");
+    }
+    if (*relative == ".") return {};  // the archive's own root folder
+    const auto type = archive_entry_filetype(entry);
+    const char* hardlink = archive_entry_hardlink(entry);
+    if (hardlink != nullptr) {
+      auto link = inside_path(hardlink, "hard link target");
+      if (!link) return link.error();
+      archive_entry_set_hardlink(entry, (root_ / *link).c_str());
+    } else if (type == AE_IFLNK) {
+      const char* link = archive_entry_symlink(entry);
+      if (auto checked = check_link_target(*relative, link != nullptr ? link : "", name); !checked) {
+        return checked.error();
+      }
+    } else if (type != AE_IFREG && type != AE_IFDIR) {
+      return make_error("the archive entry '" + shown(name) +
+                        "' is a device, pipe or socket; only files, folders and links are unpacked");
+    }
+    archive_entry_set_pathname(entry, (root_ / *relative).c_str());
+    // No set-user/group-ID bits, and always readable and writable by the agent.
+    const auto perm = archive_entry_perm(entry) & 0777;
+    archive_entry_set_perm(entry, type == AE_IFDIR ? (perm | 0700) : (perm | 0600));
+    if (archive_write_header(writer, entry) < ARCHIVE_WARN) {
+      return make_error("the archive entry '" + shown(name) + "' could not be written: " + error_of(writer));
+    }
+    if (type == AE_IFREG && hardlink == nullptr) {
+      if (auto copied = copy_data(reader, writer, name); !copied) return copied;
+    }
+    if (archive_write_finish_entry(writer) < ARCHIVE_WARN) {
+      return make_error("the archive entry '" + shown(name) + "' could not be written: " + error_of(writer));
+    }
+    return {};
+  }
+
+  Result<void> copy_data(archive* reader, archive* writer, const std::string& name) {
+    const void* block = nullptr;
+    std::size_t size = 0;
+    la_int64_t offset = 0;
+    while (true) {
+      const int status = archive_read_data_block(reader, &block, &size, &offset);
+      if (status == ARCHIVE_EOF) return {};
+      if (status < ARCHIVE_WARN) {
+        return make_error("the archive entry '" + shown(name) + "' is corrupt: " + error_of(reader));
+      }
+      stats_.bytes += size;
+      if (stats_.bytes > limits_.max_total_bytes) {
+        return make_error("the archive unpacks to more than " + std::to_string(limits_.max_total_bytes >> 20) +
+                          " MiB (at entry '" + shown(name) + "')");
+      }
+      if (archive_write_data_block(writer, block, size, offset) < ARCHIVE_WARN) {
+        return make_error("the archive entry '" + shown(name) + "' could not be written: " + error_of(writer));
+      }
+    }
+  }
+
+  fs::path root_;
+  ArchiveLimits limits_;
+  UnpackStats stats_;
+};
+
+}  // namespace
+
+Result<UnpackStats> unpack_archive(std::string_view data, const fs::path& target, const ArchiveLimits& limits) {
+  std::error_code ec;
+  if (fs::exists(target, ec)) return make_error("cannot unpack into " + target.string() + ": it already exists");
+  fs::create_directories(target.parent_path(), ec);
+  const fs::path staging = staging_for(target);
+  fs::create_directories(staging, ec);
+  if (ec) return make_error("cannot create " + staging.string() + ": " + ec.message());
+  // A real path: libarchive refuses to write through any symbolic link on the way.
+  const fs::path root = fs::canonical(staging, ec);
+  auto stats = ec ? Result<UnpackStats>(make_error("cannot resolve " + staging.string() + ": " + ec.message()))
+                  : Unpacker(root, limits).run(data);
+  if (stats) {
+    fs::rename(staging, target, ec);
+    if (ec) stats = make_error("cannot move the unpacked archive to " + target.string() + ": " + ec.message());
+  }
+  if (!stats) fs::remove_all(staging, ec);
+  return stats;
+}
+
+}  // namespace proctor
