@@ -55,6 +55,26 @@ Result<void> check_link_target(const fs::path& entry, std::string_view link, std
   return {};
 }
 
+// Every symbolic link under `root`, followed on disk as the system would, must end inside
+// it. Checked once everything is written: a link's text alone can mislead (a trailing
+// slash, `..` after another link, a hard link to a link).
+Result<void> check_links(const fs::path& root) {
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (!it->is_symlink(ec)) continue;
+    const fs::path link = fs::read_symlink(it->path(), ec);
+    const fs::path resolved = fs::weakly_canonical(it->path().parent_path() / link, ec);
+    const auto [root_end, ignored] = std::mismatch(root.begin(), root.end(), resolved.begin(), resolved.end());
+    if (ec || root_end != root.end()) {
+      return make_error("the archive entry '" + shown(it->path().lexically_relative(root).string()) + "' is a link to '" +
+                        shown(link.string()) + "', outside the target folder");
+    }
+  }
+  if (ec) return make_error("cannot check the unpacked archive: " + ec.message());
+  return {};
+}
+
 // A folder name beside `target` for unpacking into before the rename.
 fs::path staging_for(const fs::path& target) {
   std::random_device random;
@@ -69,8 +89,15 @@ class Unpacker {
     const std::unique_ptr<archive, ReadCloser> reader(archive_read_new());
     const std::unique_ptr<archive, WriteCloser> writer(archive_write_disk_new());
     if (!reader || !writer) return make_error("libarchive could not start");
-    archive_read_support_filter_all(reader.get());
-    archive_read_support_format_all(reader.get());
+    // Only what the header promises: zip and tar, plain or compressed in-process (the
+    // "all" sets would hand some filters to external programs).
+    archive_read_support_format_zip(reader.get());
+    archive_read_support_format_tar(reader.get());
+    archive_read_support_format_gnutar(reader.get());
+    archive_read_support_filter_gzip(reader.get());
+    archive_read_support_filter_bzip2(reader.get());
+    archive_read_support_filter_xz(reader.get());
+    archive_read_support_filter_zstd(reader.get());
     // Defence in depth: libarchive refuses `..` and writing through links by itself too.
     archive_write_disk_set_options(writer.get(), ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
                                                      ARCHIVE_EXTRACT_SECURE_NODOTDOT |
@@ -123,15 +150,26 @@ class Unpacker {
                         "' is a device, pipe or socket; only files, folders and links are unpacked");
     }
     archive_entry_set_pathname(entry, (root_ / *relative).c_str());
-    // No set-user/group-ID bits, and always readable and writable by the agent.
-    const auto perm = archive_entry_perm(entry) & 0777;
+    // No set-user/group-ID bits, nothing writable by others, always usable by the agent.
+    const auto perm = archive_entry_perm(entry) & 0755;
     archive_entry_set_perm(entry, type == AE_IFDIR ? (perm | 0700) : (perm | 0600));
+    // The size an entry declares counts before anything is written: libarchive extends a
+    // file to it at the end (sparse entries), whatever data follows.
+    if (type == AE_IFREG && hardlink == nullptr && archive_entry_size_is_set(entry) != 0) {
+      if (auto counted = count_bytes(static_cast<std::uintmax_t>(std::max<la_int64_t>(0, archive_entry_size(entry))),
+                                     name);
+          !counted) {
+        return counted;
+      }
+      declared_ = true;
+    }
     if (archive_write_header(writer, entry) < ARCHIVE_WARN) {
       return make_error("the archive entry '" + shown(name) + "' could not be written: " + error_of(writer));
     }
     if (type == AE_IFREG && hardlink == nullptr) {
       if (auto copied = copy_data(reader, writer, name); !copied) return copied;
     }
+    declared_ = false;
     if (archive_write_finish_entry(writer) < ARCHIVE_WARN) {
       return make_error("the archive entry '" + shown(name) + "' could not be written: " + error_of(writer));
     }
@@ -148,10 +186,8 @@ class Unpacker {
       if (status < ARCHIVE_WARN) {
         return make_error("the archive entry '" + shown(name) + "' is corrupt: " + error_of(reader));
       }
-      stats_.bytes += size;
-      if (stats_.bytes > limits_.max_total_bytes) {
-        return make_error("the archive unpacks to more than " + std::to_string(limits_.max_total_bytes >> 20) +
-                          " MiB (at entry '" + shown(name) + "')");
+      if (!declared_) {
+        if (auto counted = count_bytes(size, name); !counted) return counted;
       }
       if (archive_write_data_block(writer, block, size, offset) < ARCHIVE_WARN) {
         return make_error("the archive entry '" + shown(name) + "' could not be written: " + error_of(writer));
@@ -159,9 +195,20 @@ class Unpacker {
     }
   }
 
+  // Adds `bytes` to the unpacked total, failing past the limit.
+  Result<void> count_bytes(std::uintmax_t bytes, const std::string& name) {
+    stats_.bytes += bytes;
+    if (stats_.bytes > limits_.max_total_bytes) {
+      return make_error("the archive unpacks to more than " + std::to_string(limits_.max_total_bytes >> 20) +
+                        " MiB (at entry '" + shown(name) + "')");
+    }
+    return {};
+  }
+
   fs::path root_;
   ArchiveLimits limits_;
   UnpackStats stats_;
+  bool declared_ = false;  // the current entry's size was counted from its header
 };
 
 }  // namespace
@@ -177,6 +224,9 @@ Result<UnpackStats> unpack_archive(std::string_view data, const fs::path& target
   const fs::path root = fs::canonical(staging, ec);
   auto stats = ec ? Result<UnpackStats>(make_error("cannot resolve " + staging.string() + ": " + ec.message()))
                   : Unpacker(root, limits).run(data);
+  if (stats) {
+    if (auto links = check_links(root); !links) stats = links.error();
+  }
   if (stats) {
     fs::rename(staging, target, ec);
     if (ec) stats = make_error("cannot move the unpacked archive to " + target.string() + ": " + ec.message());

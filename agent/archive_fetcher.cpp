@@ -1,5 +1,7 @@
 #include "agent/archive_fetcher.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <system_error>
 
@@ -51,7 +53,20 @@ Result<S3Object> parse_s3_url(std::string_view url) {
   if (slash == std::string_view::npos || slash == 0 || slash + 1 == rest.size()) {
     return make_error("'" + redact_url(url) + "' is not an s3://bucket/key URL (bucket and key are both needed)");
   }
-  return S3Object{std::string(rest.substr(0, slash)), std::string(rest.substr(slash + 1))};
+  // A bucket name is letters, digits, '.', '-' and '_' (legacy buckets): anything else
+  // could move the request, and its signature, to another host.
+  const std::string_view bucket = rest.substr(0, slash);
+  const bool valid = bucket.size() <= 255 && std::all_of(bucket.begin(), bucket.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '-' || c == '_';
+  });
+  if (!valid) return make_error("'" + std::string(bucket) + "' is not an S3 bucket name");
+  return S3Object{std::string(bucket), std::string(rest.substr(slash + 1))};
+}
+
+// True when the bucket can be a host name label under AWS's wildcard certificate.
+bool is_dns_bucket(std::string_view bucket) {
+  return bucket.size() >= 3 && bucket.size() <= 63 && bucket.front() != '-' && bucket.back() != '-' &&
+         std::all_of(bucket.begin(), bucket.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
 }
 
 // The Host header value HttpClient sends for `url`.
@@ -91,8 +106,11 @@ Result<Checkout> S3ArchiveFetcher::fetch(const SourceSpec& source, const fs::pat
     std::string base = endpoint;
     while (!base.empty() && base.back() == '/') base.pop_back();
     url = base + "/" + uri_encode(object->bucket, false) + "/" + encoded_key;
-  } else {
+  } else if (is_dns_bucket(object->bucket)) {
     url = "https://" + object->bucket + ".s3." + region + ".amazonaws.com/" + encoded_key;
+  } else {
+    // Dots break the TLS wildcard of virtual-hosted names; '_' and capitals are no host names.
+    url = "https://s3." + region + ".amazonaws.com/" + uri_encode(object->bucket, false) + "/" + encoded_key;
   }
   DownloadOptions options = download_options(settings_);
   options.max_redirects = 0;  // a signed request is valid for its own URL only

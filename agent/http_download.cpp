@@ -21,6 +21,7 @@ bool is_redirect(int status) { return status == 301 || status == 302 || status =
 // The absolute URL a Location header points to, from the URL that answered.
 std::string resolve_location(const Url& from, std::string_view location) {
   if (location.find("://") != std::string_view::npos) return std::string(location);
+  if (location.starts_with("//")) return from.scheme + ":" + std::string(location);  // same scheme, other host
   const std::string origin = from.scheme + "://" + (from.host.find(':') != std::string::npos ? "[" + from.host + "]" : from.host) +
                              ":" + from.port;
   if (!location.empty() && location.front() == '/') return origin + std::string(location);
@@ -67,6 +68,9 @@ asio::awaitable<Result<std::string>> fetch_body(asio::any_io_executor executor, 
     auto parsed = parse_http_url(url);
     if (!parsed) co_return make_error("cannot download " + redact_url(url) + ": " + parsed.error().message);
     const Url target = std::move(parsed).value();
+    if (first_origin && first_origin->starts_with("https:") && target.scheme != "https") {
+      co_return make_error("cannot download: a redirect from https to plain http (" + redact_url(url) + ") is refused");
+    }
     if (!first_origin) first_origin = target.origin();
     current = std::make_shared<HttpClient>(executor, target, options.tls, options.limits);
     HttpRequest request = make_request(target, *first_origin, options);

@@ -84,13 +84,14 @@ Result<Checkout> SvnFetcher::fetch(const SourceSpec& source, const fs::path& cac
         !cleaned) {
       return cleaned.error();
     }
-    std::vector<std::string> args = {"update", "--accept", "theirs-full"};
+    // --ignore-externals: svn:externals could name any URL, past --allow-schemes.
+    std::vector<std::string> args = {"update", "--ignore-externals", "--accept", "theirs-full"};
     args.insert(args.end(), revision.begin(), revision.end());
     args.insert(args.end(), {"--", working_copy.string()});
     if (auto updated = svn(args, nullptr); !updated) return updated.error();
   } else {
     fs::remove_all(working_copy, ec);
-    std::vector<std::string> args = {"checkout"};
+    std::vector<std::string> args = {"checkout", "--ignore-externals"};
     args.insert(args.end(), revision.begin(), revision.end());
     args.insert(args.end(), {"--", url, working_copy.string()});
     if (auto checked_out = svn(args, nullptr); !checked_out) return checked_out.error();

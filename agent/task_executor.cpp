@@ -110,7 +110,7 @@ std::optional<std::string> run_failure(const ProcessOutcome& outcome, bool shutt
 void keep_outputs(const Task& task, const ServiceSpec& spec, const fs::path& output_file, const fs::path& task_results) {
   constexpr std::uintmax_t kMaxOutputBytes = 16 * 1024 * 1024;
   std::error_code ec;
-  if (!fs::is_regular_file(output_file, ec)) return;
+  if (!fs::is_regular_file(fs::symlink_status(output_file, ec))) return;  // not a link to elsewhere
   const std::string id = task.identity.text();
   if (fs::file_size(output_file, ec) > kMaxOutputBytes) {
     spdlog::warn("task {}: the service's output.json is larger than 16 MiB; its outputs are ignored", id);
@@ -288,8 +288,10 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
   if (auto copied = copy_tree(code_dir, folders->service_dir); !copied) {
     return fail("The service could not be copied into the workspace: " + copied.error().message);
   }
-  const fs::path task_results = settings_.results_dir / safe_folder_name(task.identity.text());
   std::error_code ec;
+  // Outputs are what this run writes: an output.json shipped with the code is not one.
+  fs::remove(folders->service_dir / "output.json", ec);
+  const fs::path task_results = settings_.results_dir / safe_folder_name(task.identity.text());
   fs::create_directories(task_results, ec);
 
   const double timeout_s = task.timeout_seconds.value_or(

@@ -46,7 +46,10 @@ Result<void> copy_tree(const fs::path& from, const fs::path& to) {
 
 Result<void> write_file_atomically(const fs::path& path, std::string_view content, Durability durability) {
   const fs::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A fresh file, never an existing one or a link: the folder may hold code from an
+  // archive or a repository, and a planted link must not redirect the write.
+  ::unlink(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) return make_error("cannot write " + tmp.string() + ": " + std::strerror(errno));
   std::size_t written = 0;
   while (written < content.size()) {

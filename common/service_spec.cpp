@@ -98,18 +98,33 @@ bool is_identifier(std::string_view key) {
 // A plain (unquoted) scalar: its text may stand for a number, a boolean or null.
 bool is_plain(const YAML::Node& node) { return node.Tag() == "?"; }
 
+// Bounds for turning a YAML value into JSON: an alias can make a node contain itself
+// (`&a [*a]`) or multiply (billion laughs).
+constexpr int kMaxJsonDepth = 64;
+constexpr std::size_t kMaxJsonNodes = 100000;
+
 // A YAML value as JSON: plain scalars that read as booleans or numbers become those,
-// everything else text; sequences and mappings keep their shape.
-nlohmann::json to_json(const YAML::Node& node) {
-  if (!node || node.IsNull()) return nullptr;
+// everything else text; sequences and mappings keep their shape. Nullopt past the bounds.
+std::optional<nlohmann::json> to_json(const YAML::Node& node, int depth, std::size_t& budget) {
+  if (depth > kMaxJsonDepth || budget == 0) return std::nullopt;
+  --budget;
+  if (!node || node.IsNull()) return nlohmann::json(nullptr);
   if (node.IsSequence()) {
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& item : node) out.push_back(to_json(item));
+    for (const auto& item : node) {
+      auto value = to_json(item, depth + 1, budget);
+      if (!value) return std::nullopt;
+      out.push_back(std::move(*value));
+    }
     return out;
   }
   if (node.IsMap()) {
     nlohmann::json out = nlohmann::json::object();
-    for (const auto& entry : node) out[entry.first.Scalar()] = to_json(entry.second);
+    for (const auto& entry : node) {
+      auto value = to_json(entry.second, depth + 1, budget);
+      if (!value) return std::nullopt;
+      out[make_valid_utf8(entry.first.Scalar())] = std::move(*value);
+    }
     return out;
   }
   const std::string& text = node.Scalar();
@@ -477,7 +492,14 @@ class SpecReader {
     if (value.IsScalar()) {
       as_text = value.Scalar();
     } else if (property.type == "json") {
-      as_text = to_json(value).dump();
+      std::size_t budget = kMaxJsonNodes;
+      auto json = to_json(value, 0, budget);
+      if (!json) {
+        error(value, label + " value is nested more than " + std::to_string(kMaxJsonDepth) + " levels deep or has more than " +
+                         std::to_string(kMaxJsonNodes) + " parts (an alias that refers to itself?)");
+        return std::nullopt;
+      }
+      as_text = json->dump();
     } else if (property.type == "list" && value.IsSequence()) {
       std::vector<std::string> items;
       for (const auto& item : value) {
@@ -618,12 +640,18 @@ SpecCheck check_service_spec(std::string_view yaml_text, std::string_view os) {
   } catch (const YAML::Exception& e) {
     SpecCheck check;
     SpecProblem problem;
-    problem.message = "this is not valid YAML: " + e.msg;
+    problem.message = "this is not valid YAML: " + make_valid_utf8(e.msg);
     if (!e.mark.is_null()) {
       problem.line = e.mark.line + 1;
       problem.column = e.mark.column + 1;
     }
     check.problems.push_back(std::move(problem));
+    return check;
+  } catch (const std::exception& e) {
+    // Whatever else a hostile document provokes is a problem with it, not a crash.
+    SpecCheck check;
+    check.problems.push_back({SpecProblem::Severity::error, 0, 0,
+                              "the specification cannot be read: " + make_valid_utf8(e.what())});
     return check;
   }
 }

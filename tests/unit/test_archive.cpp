@@ -171,6 +171,27 @@ TEST_SUITE("archive") {
     check_refused(make_archive({special("dev", AE_IFCHR)}), "'dev' is a device, pipe or socket");
   }
 
+  TEST_CASE("links that only lead out once followed on disk are refused too") {
+    // A trailing slash on the link's own name hides a level.
+    check_refused(make_archive({soft_link("x/", "..")}), "is a link to '..', outside the target folder");
+    // `..` after a link inside: a/b/up is the root, so esc is the root's parent.
+    check_refused(make_archive({folder("a/"), folder("a/b/"), soft_link("a/b/up", "../.."), soft_link("esc", "a/b/up/..")}),
+                  "'esc' is a link to 'a/b/up/..', outside the target folder");
+    // A hard link to a link that is fine where it stands but not where the hard link is.
+    check_refused(make_archive({folder("a/"), folder("a/b/"), soft_link("a/b/up", "../.."), hardlink("h", "a/b/up")}),
+                  "'h' is a link to '../..', outside the target folder");
+  }
+
+  TEST_CASE("modes: nothing writable by others, no set-user-ID") {
+    test::TempDir dir;
+    REQUIRE(unpack_archive(make_archive({file("open.sh", "x", 04777)}), dir / "out").ok());
+    const auto perms = fs::status(dir / "out/open.sh").permissions();
+    CHECK((perms & fs::perms::others_write) == fs::perms::none);
+    CHECK((perms & fs::perms::group_write) == fs::perms::none);
+    CHECK((perms & fs::perms::set_uid) == fs::perms::none);
+    CHECK((perms & fs::perms::owner_exec) != fs::perms::none);
+  }
+
   TEST_CASE("an archive that unpacks past the size limit is refused and removed") {
     const std::string bomb = make_archive({file("zeros.bin", std::string(4 * 1024 * 1024, '\0'))});
     CHECK(bomb.size() < 64 * 1024);  // a small download
