@@ -86,6 +86,37 @@ FaultRule rule(const std::string& text) {
 
 TEST_SUITE("mock_backend") {
 
+TEST_CASE("--serve: files, basic auth, redirect chains, and nothing outside the folder") {
+  proctor::test::TempDir dir;
+  std::filesystem::create_directories(dir / "served/sub");
+  std::ofstream(dir / "served/sub/a.zip", std::ios::binary) << std::string("PK\x03\x04zip", 7);
+  std::ofstream(dir / "secret.txt") << "outside";
+  Config config;
+  config.serve_dir = dir / "served";
+  Backend open = make_backend(config);
+  auto file = open.handle(get("/files/sub/a.zip?dl=0"), kStart);
+  CHECK(file.status == 200);
+  CHECK(file.body == std::string("PK\x03\x04zip", 7));
+  CHECK(open.handle(get("/files/../secret.txt"), kStart).status == 404);
+  CHECK(open.handle(get("/files/sub/missing.zip"), kStart).status == 404);
+  auto hop = open.handle(get("/redirect/2/files/sub/a.zip"), kStart);
+  CHECK(hop.status == 302);
+  CHECK(hop.header("Location") == "/redirect/1/files/sub/a.zip");
+  CHECK(open.handle(get("/redirect/1/files/sub/a.zip"), kStart).header("Location") == "/files/sub/a.zip");
+
+  config.serve_auth = Credentials{"lab", "pa:ss"};
+  Backend locked = make_backend(config);
+  auto refused = locked.handle(get("/files/sub/a.zip"), kStart);
+  CHECK(refused.status == 401);
+  CHECK(refused.header("WWW-Authenticate").has_value());
+  CHECK(locked.handle(get("/files/sub/a.zip", {{"Authorization", "Basic " + base64_encode("lab:wrong")}}), kStart)
+            .status == 401);
+  CHECK(locked.handle(get("/files/sub/a.zip", {{"Authorization", "Basic " + base64_encode("lab:pa:ss")}}), kStart)
+            .status == 200);
+  CHECK(base64_encode("lab:pa:ss") == "bGFiOnBhOnNz");  // RFC 4648 alphabet, padded
+  CHECK(base64_encode("a") == "YQ==");
+}
+
 TEST_CASE("tasks are served first in, first out, each exactly once") {
   Backend backend = make_backend({}, {json{{"id", 1}}, json{{"id", 2}}});
   REQUIRE(backend.handle(post("/admin/tasks", R"({"id":3})"), kStart).status == 200);

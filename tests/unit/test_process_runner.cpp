@@ -189,6 +189,21 @@ TEST_CASE("reports the exit code of a process that exits normally") {
   }
 }
 
+TEST_CASE("stdin_data reaches the process, then end of file; without it stdin is empty") {
+  test::TempDir dir;
+  auto spec = shell_spec("read -r line; echo \"got:$line\"; cat; echo done", dir);
+  spec.stdin_data = "s3cret\nrest\n";
+  auto run = run_collecting(spec);
+  CHECK(run.outcome.exit_code == 0);
+  CHECK(run.lines == std::vector<std::string>{"got:s3cret", "rest", "done"});
+  run = run_collecting(shell_spec("cat; echo eof", dir));  // /dev/null: no wait for input
+  CHECK(run.lines == std::vector<std::string>{"eof"});
+  spec.stdin_data = std::string(kMaxStdinBytes + 1, 'x');
+  run = run_collecting(spec);
+  CHECK_FALSE(run.outcome.started);
+  CHECK(run.outcome.start_error.find("larger than 4096 bytes") != std::string::npos);
+}
+
 TEST_CASE("reports the signal that ended the process") {
   test::TempDir dir;
   const auto run = run_collecting(shell_spec("kill -USR1 $$", dir));
