@@ -35,14 +35,25 @@ url="http://$(awk '{print $3}' "$tmp/port")/files/archive.zip"
 
 agent_ms=$(PROCTOR_BENCH_ARCHIVE_URL="$url" "$build/bench/bench_fetch" --benchmark_filter=http \
   --benchmark_format=json 2>/dev/null | /usr/bin/python3 -c "import json,sys; b=json.load(sys.stdin)['benchmarks'][0]; print(f\"{b['real_time']:.0f}\")")
-best=""
+# curl | bsdtar twice: into a fresh folder, and replacing the last copy as the fetcher
+# does (its time includes removing the previous tree).
+best_fresh=""
+best_replace=""
+mkdir "$tmp/out"
+curl -s --fail "$url" | bsdtar -xf - -C "$tmp/out"
 for _ in 1 2 3 4 5; do
-  rm -rf "$tmp/out" && mkdir "$tmp/out"
   start=$(date +%s%N)
+  rm -rf "$tmp/out" && mkdir "$tmp/out"
   curl -s --fail "$url" | bsdtar -xf - -C "$tmp/out"
   ms=$(( ($(date +%s%N) - start) / 1000000 ))
-  if [[ -z "$best" || $ms -lt $best ]]; then best=$ms; fi
+  if [[ -z "$best_replace" || $ms -lt $best_replace ]]; then best_replace=$ms; fi
+  rm -rf "$tmp/fresh" && mkdir "$tmp/fresh"
+  start=$(date +%s%N)
+  curl -s --fail "$url" | bsdtar -xf - -C "$tmp/fresh"
+  ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  if [[ -z "$best_fresh" || $ms -lt $best_fresh ]]; then best_fresh=$ms; fi
 done
 echo "http archive fetch + unpack of a $((size / 1024 / 1024)) MiB zip ($(find "$tmp/out" -type f | wc -l) files):"
-echo "  runner HttpArchiveFetcher  ${agent_ms} ms (mean of 5)"
-echo "  curl | bsdtar              ${best} ms (best of 5)"
+echo "  runner HttpArchiveFetcher (replaces the last copy)  ${agent_ms} ms (mean of 5)"
+echo "  curl | bsdtar, replacing the last copy            ${best_replace} ms (best of 5)"
+echo "  curl | bsdtar, into a fresh folder                ${best_fresh} ms (best of 5)"
