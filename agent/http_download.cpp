@@ -38,20 +38,21 @@ std::string status_sentence(int status) {
   }
 }
 
-// The GET for `target`. Credentials go to the origin they were given for, never to a
-// redirect elsewhere.
-HttpRequest make_request(const Url& target, const std::string& first_origin, const DownloadOptions& options) {
+// The basic-auth user and password: the options', else those in the URL.
+std::pair<std::string, std::string> credentials_for(const Url& url, const DownloadOptions& options) {
+  if (!options.username.empty() || url.userinfo.empty()) return {options.username, options.password};
+  const auto colon = url.userinfo.find(':');
+  return {url.userinfo.substr(0, colon), colon == std::string::npos ? "" : url.userinfo.substr(colon + 1)};
+}
+
+// The GET for `target`. Credentials go to the origin they were given for (every hop
+// back to it included), never to a redirect elsewhere.
+HttpRequest make_request(const Url& target, const std::string& first_origin,
+                         const std::pair<std::string, std::string>& credentials, const DownloadOptions& options) {
   HttpRequest request;
   request.target = target.path;
-  if (target.origin() == first_origin) {
-    std::string user = options.username;
-    std::string password = options.password;
-    if (user.empty() && !target.userinfo.empty()) {
-      const auto colon = target.userinfo.find(':');
-      user = target.userinfo.substr(0, colon);
-      if (colon != std::string::npos) password = target.userinfo.substr(colon + 1);
-    }
-    if (!user.empty()) request.headers.emplace_back("Authorization", basic_authorization(user, password));
+  if (target.origin() == first_origin && !credentials.first.empty()) {
+    request.headers.emplace_back("Authorization", basic_authorization(credentials.first, credentials.second));
   }
   if (options.headers) {
     for (auto& header : options.headers(target)) request.headers.push_back(std::move(header));
@@ -62,6 +63,7 @@ HttpRequest make_request(const Url& target, const std::string& first_origin, con
 // The download itself, on `executor`; `current` is the client in use, for cancellation.
 asio::awaitable<Result<std::string>> fetch_body(asio::any_io_executor executor, std::string url,
                                                 const DownloadOptions& options,
+                                                const std::pair<std::string, std::string>& credentials,
                                                 std::shared_ptr<HttpClient>& current, const bool& cancelled) {
   std::optional<std::string> first_origin;
   for (int hop = 0; hop <= options.max_redirects; ++hop) {
@@ -73,7 +75,7 @@ asio::awaitable<Result<std::string>> fetch_body(asio::any_io_executor executor, 
     }
     if (!first_origin) first_origin = target.origin();
     current = std::make_shared<HttpClient>(executor, target, options.tls, options.limits);
-    HttpRequest request = make_request(target, *first_origin, options);
+    HttpRequest request = make_request(target, *first_origin, credentials, options);
     auto response = co_await current->send(std::move(request));
     current->close();
     if (cancelled) co_return make_error("the download of " + redact_url(url) + " was cancelled");
@@ -95,9 +97,10 @@ asio::awaitable<Result<std::string>> fetch_body(asio::any_io_executor executor, 
 
 // fetch_body's outcome into `outcome` (co_spawn wants a result it can default-construct).
 asio::awaitable<void> keep_outcome(asio::any_io_executor executor, std::string url, const DownloadOptions& options,
+                                   const std::pair<std::string, std::string>& credentials,
                                    std::shared_ptr<HttpClient>& current, const bool& cancelled,
                                    std::optional<Result<std::string>>& outcome) {
-  outcome = co_await fetch_body(std::move(executor), std::move(url), options, current, cancelled);
+  outcome = co_await fetch_body(std::move(executor), std::move(url), options, credentials, current, cancelled);
 }
 
 }  // namespace
@@ -115,7 +118,11 @@ Result<std::string> download(std::string_view url, const DownloadOptions& option
   std::shared_ptr<HttpClient> current;
   bool cancelled = false;
   std::optional<Result<std::string>> outcome;
-  asio::co_spawn(context, keep_outcome(context.get_executor(), std::string(url), options, current, cancelled, outcome),
+  // Credentials from the options, else from the URL as given (kept for every hop back to it).
+  auto first = parse_http_url(url);
+  const auto credentials = first ? credentials_for(*first, options) : std::pair<std::string, std::string>{};
+  asio::co_spawn(context,
+                 keep_outcome(context.get_executor(), std::string(url), options, credentials, current, cancelled, outcome),
                  [](const std::exception_ptr& failure) {
     if (failure) std::rethrow_exception(failure);
   });

@@ -134,6 +134,11 @@ def test_http_basic_auth_redirect_limit_and_size_cap(tmp_path, backend, make_ser
     assert code == 0, (err, payload)
     assert "pa ss" not in err  # credentials never logged
 
+    # The URL's credentials go with every hop back to the same server.
+    code, payload, err = exec_task(tmp_path, {"id": "r", "repositoryUrl": f"http://lab:pa ss@{host}/redirect/2/files/good.zip"},
+                                   service)
+    assert code == 0, (err, payload)
+
     code, payload, _ = exec_task(tmp_path, {"id": "d", "repositoryUrl": f"http://lab:pa ss@{host}/redirect/6/files/good.zip"},
                                  service)
     assert payload["isError"] is True and "more than 5 redirects" in payload["errorDetails"]
