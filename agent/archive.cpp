@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 
+#include "common/file_io.hpp"
 #include "common/text.hpp"
 
 namespace proctor {
@@ -108,17 +109,18 @@ Result<fs::path> inside_path(std::string_view name, std::string_view what) {
   return path.lexically_normal();
 }
 
-// Checks a symbolic link entry: its target, read from the link's folder, stays inside.
+Error link_outside(std::string_view name, std::string_view link) {
+  return make_error("the archive entry '" + shown(name) + "' is a link to '" + shown(link) +
+                    "', outside the target folder");
+}
+
+// Checks a symbolic link entry before it is written: its target, read from the link's
+// folder, stays inside (check_links checks again on disk, once all is written).
 Result<void> check_link_target(const fs::path& entry, std::string_view link, std::string_view name) {
-  const auto refuse = [&] {
-    return make_error("the archive entry '" + shown(name) + "' is a link to '" + shown(link) +
-                      "', outside the target folder");
-  };
   if (link.empty()) return make_error("the archive entry '" + shown(name) + "' is a link to nothing");
   const fs::path target(link);
-  if (target.is_absolute()) return refuse();
   const fs::path resolved = (entry.parent_path() / target).lexically_normal();
-  if (!resolved.empty() && *resolved.begin() == "..") return refuse();
+  if (target.is_absolute() || (!resolved.empty() && *resolved.begin() == "..")) return link_outside(name, link);
   return {};
 }
 
@@ -132,10 +134,8 @@ Result<void> check_links(const fs::path& root) {
     if (!it->is_symlink(ec)) continue;
     const fs::path link = fs::read_symlink(it->path(), ec);
     const fs::path resolved = fs::weakly_canonical(it->path().parent_path() / link, ec);
-    const auto [root_end, ignored] = std::mismatch(root.begin(), root.end(), resolved.begin(), resolved.end());
-    if (ec || root_end != root.end()) {
-      return make_error("the archive entry '" + shown(it->path().lexically_relative(root).string()) + "' is a link to '" +
-                        shown(link.string()) + "', outside the target folder");
+    if (ec || !is_within(root, resolved)) {
+      return link_outside(it->path().lexically_relative(root).string(), link.string());
     }
   }
   if (ec) return make_error("cannot check the unpacked archive: " + ec.message());

@@ -69,13 +69,6 @@ bool is_dns_bucket(std::string_view bucket) {
          std::all_of(bucket.begin(), bucket.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
 }
 
-// The Host header value HttpClient sends for `url`.
-std::string host_header(const Url& url) {
-  const bool default_port = (url.scheme == "http" && url.port == "80") || (url.scheme == "https" && url.port == "443");
-  const std::string host = url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host;
-  return default_port ? host : host + ":" + url.port;
-}
-
 }  // namespace
 
 Result<Checkout> HttpArchiveFetcher::fetch(const SourceSpec& source, const fs::path& cache_root, std::stop_token cancel) {
@@ -116,7 +109,7 @@ Result<Checkout> S3ArchiveFetcher::fetch(const SourceSpec& source, const fs::pat
   options.max_redirects = 0;  // a signed request is valid for its own URL only
   options.headers = [&](const Url& target) {
     SigV4Request request;
-    request.host = host_header(target);
+    request.host = target.host_header();  // what HttpClient sends
     request.path = target.path;
     HttpHeaders headers;
     for (auto& [name, value] : sign_v4(request, credentials, region, "s3", amz_date(std::chrono::system_clock::now()))) {

@@ -3,14 +3,10 @@
 #include <pthread.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <csignal>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -20,12 +16,13 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "agent/daemon.hpp"
 #include "agent/archive_fetcher.hpp"
+#include "agent/daemon.hpp"
 #include "agent/git_fetcher.hpp"
 #include "agent/svn_fetcher.hpp"
 #include "agent/process_runner.hpp"
 #include "agent/task_executor.hpp"
+#include "common/file_io.hpp"
 #include "common/junit.hpp"
 #include "common/text.hpp"
 
@@ -196,25 +193,13 @@ int run_daemon(const Options& options) {
   return daemon.run();
 }
 
-std::string read_file(const fs::path& path, std::string* error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    *error = "cannot read " + path.string();
-    return {};
-  }
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
 int run_exec(const Options& options) {
-  std::string error;
-  const auto text = read_file(options.task_file, &error);
-  if (!error.empty()) {
-    std::cerr << "runner exec: " << error << "\n";
+  const auto text = read_whole_file(options.task_file, "the task file");
+  if (!text) {
+    std::cerr << "runner exec: " << text.error().message << "\n";
     return exit_usage;
   }
-  auto task = parse_task(text);
+  auto task = parse_task(*text);
   if (!task) {
     std::cerr << "runner exec: " << options.task_file << ": " << task.error().message << "\n";
     return exit_usage;
@@ -285,14 +270,12 @@ constexpr int exit_invalid = 1;
 
 int run_verify(const Options& options) {
   const std::filesystem::path file = spec_file_of(options.verify_path);
-  std::ifstream in(file, std::ios::binary);
-  std::string text;
-  if (in) text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  if (!in && !in.eof()) {
-    std::cerr << "runner verify: cannot read " << file.string() << ": " << std::strerror(errno) << "\n";
+  const auto read = check_service_file(file);
+  if (!read) {
+    std::cerr << "runner verify: " << read.error().message << "\n";
     return exit_usage;
   }
-  const SpecCheck check = check_service_spec(text);
+  const SpecCheck& check = *read;
   std::size_t errors = 0;
   std::size_t warnings = 0;
   for (const auto& problem : check.problems) {

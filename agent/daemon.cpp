@@ -74,6 +74,7 @@ class Agent {
     }
     io_.run();
     workers_.join();
+    spool_io_.join();
     return exit_code_;
   }
 
@@ -230,7 +231,7 @@ class Agent {
         if (bad->identity) {
           const auto payload = error_payload("The task is malformed: " + bad->reason + ".", executor_.settings().payload);
           const auto identity = bad->identity->text();
-          co_await deliver(slot, identity, co_await spool_on_worker(identity, serialize_payload(payload, *bad->identity)));
+          co_await deliver(slot, identity, co_await spool_payload(identity, serialize_payload(payload, *bad->identity)));
         }
         if (settings_.once) {
           exit_code_ = exit_usage;
@@ -274,13 +275,14 @@ class Agent {
         asio::use_awaitable);
     if (settings_.once) exit_code_ = exit_code_for(payload);
     const auto identity = task.identity.text();
-    co_await deliver(slot, identity, co_await spool_on_worker(identity, serialize_payload(payload, task.identity)));
+    co_await deliver(slot, identity, co_await spool_payload(identity, serialize_payload(payload, task.identity)));
   }
 
-  // Writes the payload to the spool on a worker (fsync never runs on the event loop).
-  asio::awaitable<SpooledPayload> spool_on_worker(const std::string& identity, std::string body) {
+  // Writes the payload to the spool on the spool's thread (fsync never runs on the event
+  // loop, and never waits behind running tasks).
+  asio::awaitable<SpooledPayload> spool_payload(const std::string& identity, std::string body) {
     co_return co_await asio::co_spawn(
-        workers_,
+        spool_io_,
         [&]() -> asio::awaitable<SpooledPayload> {
           SpooledPayload spooled;
           auto entry = spool_.add(identity, body);
@@ -308,7 +310,7 @@ class Agent {
       auto answer = co_await client.post_result(body);
       if (answer.ok()) {
         spdlog::info("result of task {} delivered (HTTP {})", identity, answer.status);
-        if (entry) asio::post(workers_, [this, path = *entry] { spool_.remove(path); });
+        if (entry) asio::post(spool_io_, [this, path = *entry] { spool_.remove(path); });
         co_return true;
       }
       const bool final_refusal = answer.status >= 400 && answer.status < 500 && answer.status != 401 &&
@@ -317,7 +319,7 @@ class Agent {
         spdlog::error("the backend rejected the result of task {} (HTTP {}): {}", identity, answer.status,
                       utf8_truncate(make_valid_utf8(answer.body), 2048));
         if (entry) {
-          asio::post(workers_, [this, path = *entry, status = answer.status, why = std::move(answer.body)] {
+          asio::post(spool_io_, [this, path = *entry, status = answer.status, why = std::move(answer.body)] {
             spool_.reject(path, status, why);
           });
         }
@@ -340,10 +342,10 @@ class Agent {
 
   // Delivers payloads a previous run left in the spool.
   asio::awaitable<void> flush_spool() {
-    // The spool is read on a worker: file I/O stays off the event loop.
+    // The spool is read on its own thread: file I/O stays off the event loop.
     using Entries = std::vector<std::pair<std::filesystem::path, std::string>>;
     const auto entries = co_await asio::co_spawn(
-        workers_,
+        spool_io_,
         [this]() -> asio::awaitable<Entries> {
           Entries found;
           for (auto& entry : spool_.pending()) {
@@ -374,7 +376,10 @@ class Agent {
   const TaskExecutor& executor_;
   const BackendClientFactory& make_client_;
   asio::io_context io_{1};
-  asio::thread_pool workers_;
+  asio::thread_pool workers_;  // one per slot: tasks
+  // Spool file I/O: one thread of its own, so that recording a delivery (removing its
+  // entry) never waits behind tasks that run for hours, and spool calls stay in order.
+  asio::thread_pool spool_io_{1};
   asio::signal_set signals_;
   asio::steady_timer grace_timer_;
   Spool spool_;

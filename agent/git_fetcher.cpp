@@ -80,12 +80,6 @@ struct RepoUrl {
   bool has_userinfo = false;
 };
 
-std::string to_lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 std::string percent_decode(std::string_view s) {
   std::string out;
   out.reserve(s.size());

@@ -3,9 +3,6 @@
 // a branch or the default branch, pins a revision, updates submodules, and reuses a cached
 // clone of the same URL (fetch, hard reset, remove untracked and ignored files).
 
-#include <string>
-#include <string_view>
-
 #include <mutex>
 #include <string>
 #include <string_view>

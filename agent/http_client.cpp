@@ -184,10 +184,7 @@ asio::awaitable<Result<HttpResponse>> HttpClient::send(HttpRequest request) {
   req.version(11);
   req.method_string(request.method);
   req.target(request.target);
-  // RFC 9110 §7.2: the port unless it is the scheme's default, an IPv6 address in brackets.
-  const bool default_port = d.base.port == (d.is_tls() ? "443" : "80");
-  const bool v6 = d.base.host.find(':') != std::string::npos;
-  req.set(http::field::host, (v6 ? "[" + d.base.host + "]" : d.base.host) + (default_port ? "" : ":" + d.base.port));
+  req.set(http::field::host, d.base.host_header());
   req.keep_alive(true);
   for (const auto& [name, value] : request.headers) req.set(name, value);
   if (request.method != "GET" && request.method != "HEAD") {

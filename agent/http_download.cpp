@@ -22,8 +22,7 @@ bool is_redirect(int status) { return status == 301 || status == 302 || status =
 std::string resolve_location(const Url& from, std::string_view location) {
   if (location.find("://") != std::string_view::npos) return std::string(location);
   if (location.starts_with("//")) return from.scheme + ":" + std::string(location);  // same scheme, other host
-  const std::string origin = from.scheme + "://" + (from.host.find(':') != std::string::npos ? "[" + from.host + "]" : from.host) +
-                             ":" + from.port;
+  const std::string origin = from.origin();
   if (!location.empty() && location.front() == '/') return origin + std::string(location);
   const auto slash = from.path.rfind('/', from.path.find('?'));
   return origin + from.path.substr(0, slash + 1) + std::string(location);

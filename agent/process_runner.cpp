@@ -104,7 +104,9 @@ Result<Fd> make_input(const std::string& data) {
     if (!null_in.valid()) return make_error("Cannot open /dev/null: " + errno_text(errno) + ".");
     return null_in;
   }
-  if (data.size() > kMaxStdinBytes) return make_error("The process input is larger than 4096 bytes.");
+  if (data.size() > kMaxStdinBytes) {
+    return make_error("The process input is larger than " + std::to_string(kMaxStdinBytes) + " bytes.");
+  }
   int ends[2];
   if (::pipe2(ends, O_CLOEXEC) != 0) return make_error("Cannot create an input pipe: " + errno_text(errno) + ".");
   Fd read_end(ends[0]);
@@ -449,19 +451,18 @@ class OutputSink {
 
  private:
   void collect(std::string_view raw) {
-    std::string line = make_valid_utf8(raw);
-    batch_ += line;
-    batch_ += '\n';
-    ready_.push_back(std::move(line));
+    ready_.push_back(make_valid_utf8(raw));
   }
 
   void deliver() {
     if (ready_.empty()) return;
-    write_log();
+    // The new lines go to the tail, and the same bytes to the log in one write.
+    const std::size_t fresh = tail_.size();
     for (const auto& line : ready_) {
       tail_ += line;
       tail_ += '\n';
     }
+    write_log(std::string_view(tail_).substr(fresh));
     if (tail_.size() > 2 * spec_.tail_bytes + kReadChunk) {
       // Trimmed on a character boundary: utf8_tail leaves a short enough text as it is.
       std::size_t start = tail_.size() - spec_.tail_bytes;
@@ -476,22 +477,19 @@ class OutputSink {
     }
   }
 
-  void write_log() {
-    std::string_view rest = batch_;
+  void write_log(std::string_view rest) {
     while (log_.valid() && !rest.empty()) {
       const ssize_t written = ::write(log_.get(), rest.data(), rest.size());
       if (written < 0 && errno == EINTR) continue;
       if (written <= 0) break;  // a full disk loses log lines, never the run
       rest.remove_prefix(static_cast<std::size_t>(written));
     }
-    batch_.clear();
   }
 
   const ProcessSpec& spec_;
   Fd log_;
   std::array<std::string, 2> pending_;
   std::vector<std::string> ready_;
-  std::string batch_;
   std::string tail_;
 };
 

@@ -3,10 +3,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <fstream>
-#include <sstream>
 
 #include "agent/workspace.hpp"
+#include "common/file_io.hpp"
 #include "common/text.hpp"
 
 namespace proctor {
@@ -56,11 +55,7 @@ std::vector<fs::path> Spool::pending() const {
 }
 
 Result<std::string> Spool::read(const fs::path& entry) const {
-  std::ifstream in(entry, std::ios::binary);
-  if (!in) return make_error("cannot read the spooled payload " + entry.string());
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
+  return read_whole_file(entry, "the spooled payload");
 }
 
 }  // namespace proctor

@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +12,7 @@
 
 #include "agent/url.hpp"
 #include "agent/workspace.hpp"
+#include "common/file_io.hpp"
 #include "common/junit.hpp"
 #include "common/text.hpp"
 
@@ -35,10 +34,7 @@ std::string upper_key(std::string_view key) {
 std::string exit_code_list(const std::vector<int>& codes) {
   std::vector<std::string> parts;
   for (int c : codes) parts.push_back(std::to_string(c));
-  std::string list(1, '[');  // not "[" + join(...): GCC 12 warns wrongly (-Wrestrict)
-  list += join(parts, ", ");
-  list += ']';
-  return list;
+  return "[" + join(parts, ", ") + "]";
 }
 
 std::string seconds_text(std::chrono::milliseconds ms) {
@@ -116,9 +112,9 @@ void keep_outputs(const Task& task, const ServiceSpec& spec, const fs::path& out
     spdlog::warn("task {}: the service's output.json is larger than 16 MiB; its outputs are ignored", id);
     return;
   }
-  std::ifstream in(output_file, std::ios::binary);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const nlohmann::json written = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  const auto text = read_whole_file(output_file, "the service's output");
+  const nlohmann::json written =
+      text ? nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false) : nlohmann::json(nlohmann::json::value_t::discarded);
   if (written.is_discarded() || !written.is_object()) {
     spdlog::warn("task {}: the service's output.json is not a JSON object; its outputs are ignored", id);
     return;
@@ -240,9 +236,7 @@ Result<fs::path> TaskExecutor::fetch_service_code(const RepositorySpec& reposito
   if (ec || !fs::is_directory(real_dir, ec)) {
     return make_error("the service repository has no folder '" + repository.ot_dir + "' (ot_dir)");
   }
-  const fs::path real_root = fs::canonical(checkout->dir, ec);
-  const auto [root_end, dir_it] = std::mismatch(real_root.begin(), real_root.end(), real_dir.begin(), real_dir.end());
-  if (root_end != real_root.end()) {
+  if (!is_within(fs::canonical(checkout->dir, ec), real_dir)) {
     return make_error("the service repository's ot_dir '" + repository.ot_dir + "' leads outside the repository");
   }
   return real_dir;

@@ -10,12 +10,6 @@ namespace proctor {
 
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 bool all_digits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
 }
@@ -25,6 +19,12 @@ bool all_digits(std::string_view s) {
 std::string Url::origin() const {
   const bool v6 = host.find(':') != std::string::npos;
   return scheme + "://" + (v6 ? "[" + host + "]" : host) + ":" + port;
+}
+
+std::string Url::host_header() const {
+  const bool default_port = (scheme == "http" && port == "80") || (scheme == "https" && port == "443");
+  const std::string name = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  return default_port ? name : name + ":" + port;
 }
 
 std::string Url::target_for(std::string_view api) const {
@@ -42,7 +42,7 @@ Result<Url> parse_http_url(std::string_view text) {
   Url url;
   const auto sep = text.find("://");
   if (sep == std::string_view::npos) return make_error("'" + redact_url(text) + "' is not a URL: it has no scheme://");
-  url.scheme = lower(text.substr(0, sep));
+  url.scheme = to_lower(text.substr(0, sep));
   if (url.scheme != "http" && url.scheme != "https") {
     return make_error("unsupported scheme '" + url.scheme + "': use http:// or https://");
   }
@@ -81,7 +81,7 @@ Result<Url> parse_http_url(std::string_view text) {
 std::string repository_scheme(std::string_view url) {
   if (url.substr(0, 5) == "ext::") return "ext";
   const auto sep = url.find("://");
-  if (sep != std::string_view::npos) return lower(url.substr(0, sep));
+  if (sep != std::string_view::npos) return to_lower(url.substr(0, sep));
   // scp-like syntax: [user@]host:path, with no slash before the colon.
   const auto colon = url.find(':');
   const auto slash = url.find('/');

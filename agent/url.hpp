@@ -17,6 +17,9 @@ struct Url {
 
   // scheme://host:port with no path and no credentials, for logs.
   [[nodiscard]] std::string origin() const;
+  // The Host header (RFC 9110 §7.2): the port unless it is the scheme's default, an
+  // IPv6 address in brackets.
+  [[nodiscard]] std::string host_header() const;
   // The request target for `api` appended to this URL's path ("/base" + "/api/x").
   [[nodiscard]] std::string target_for(std::string_view api) const;
 };

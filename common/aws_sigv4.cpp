@@ -54,14 +54,6 @@ std::string_view as_view(const Digest& digest) {
           digest.size()};  // NOLINT(cppcoreguidelines-pro-type-reinterpret-cast)
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 // SigV4's "trimall": no white space at the ends, each inner run of it one space.
 std::string trim_all(std::string_view value) {
   value = trim(value);
@@ -102,7 +94,7 @@ Pairs signed_headers(const SigV4Request& request, const AwsCredentials& credenti
     all.emplace_back("x-amz-security-token", credentials.session_token);
   }
   for (const auto& [name, value] : request.headers) {
-    std::string key = lower(trim(name));
+    std::string key = to_lower(trim(name));
     if (is_signer_header(key)) continue;
     all.emplace_back(std::move(key), trim_all(value));
   }

@@ -122,17 +122,8 @@ class DocumentBuffer {
   std::size_t released_ = 0;
 };
 
-// Appends a pugixml string as valid UTF-8: copied as is when valid (pugixml strings hold
-// no NUL), repaired by make_valid_utf8 otherwise.
-void append_utf8(std::string& out, const char* s) {
-  const std::size_t n = std::strlen(s);
-  if (n == 0) return;
-  if (is_valid_utf8(std::string_view(s, n))) {
-    out.append(s, n);
-  } else {
-    out += make_valid_utf8(std::string_view(s, n));
-  }
-}
+// Appends a pugixml string as valid UTF-8 (valid runs copied whole, bad bytes replaced).
+void append_utf8(std::string& out, const char* s) { append_valid_utf8(out, s); }
 
 std::string utf8(const char* s) {
   std::string out;
@@ -257,21 +248,13 @@ void read_outcome(pugi::xml_node node, const char* kind, CaseOutcome& outcome) {
   append_section(outcome.text, "[system-err]", err);
 }
 
-// The element names that make a CaseOutcome; `rerun` ones do not change the status.
-const char* outcome_kind(const char* name, bool& rerun) {
-  struct Kind {
-    std::string_view name;
-    bool rerun;
-  };
-  static constexpr Kind kKinds[] = {{"failure", false},     {"error", false},        {"skipped", false},
-                                    {"flakyFailure", true}, {"flakyError", true},    {"rerunFailure", true},
-                                    {"rerunError", true}};
-  const std::string_view element = name;
-  for (const auto& kind : kKinds) {
-    if (element == kind.name) {
-      rerun = kind.rerun;
-      return kind.name.data();  // a literal: NUL-terminated
-    }
+// The outcome kind an element called `name` makes (a NUL-terminated literal), or null.
+// outcome_status(kind) is the result it stands for: none for the flaky*/rerun* kinds.
+const char* outcome_kind(const char* name) {
+  static constexpr const char* kKinds[] = {"failure",    "error",        "skipped",   "flakyFailure",
+                                           "flakyError", "rerunFailure", "rerunError"};
+  for (const char* kind : kKinds) {
+    if (std::strcmp(name, kind) == 0) return kind;
   }
   return nullptr;
 }
@@ -303,11 +286,10 @@ CaseFacts read_case_facts(pugi::xml_node node) {
   std::optional<CaseStatus> worst;
   for (pugi::xml_node child = node.first_child(); child; child = child.next_sibling()) {
     if (child.type() != pugi::node_element) continue;
-    bool rerun = false;
-    const char* kind = outcome_kind(child.name(), rerun);
-    if (kind == nullptr || rerun) continue;
-    const CaseStatus status = *outcome_status(kind);
-    worst = worst ? worse_status(*worst, status) : status;
+    const char* kind = outcome_kind(child.name());
+    const auto status = kind != nullptr ? outcome_status(kind) : std::nullopt;
+    if (!status) continue;  // not an outcome, or a rerun
+    worst = worst ? worse_status(*worst, *status) : *status;
   }
   // Skipped is the least of all results, so any failure/error element outranks the attribute.
   facts.status = worst.value_or(skipped_by_attribute ? CaseStatus::skipped : CaseStatus::passed);
@@ -337,9 +319,8 @@ void read_case(pugi::xml_node node, const CaseFacts& facts, TestCase& test_case)
   for (pugi::xml_node child = node.first_child(); child; child = child.next_sibling()) {
     if (child.type() != pugi::node_element) continue;
     const char* name = child.name();
-    bool rerun = false;
-    if (const char* kind = outcome_kind(name, rerun)) {
-      read_outcome(child, kind, (rerun ? test_case.reruns : test_case.outcomes).emplace_back());
+    if (const char* kind = outcome_kind(name)) {
+      read_outcome(child, kind, (outcome_status(kind) ? test_case.outcomes : test_case.reruns).emplace_back());
     } else if (is(name, "system-out")) {
       append_output(test_case.system_out, child);
     } else if (is(name, "system-err")) {
@@ -361,10 +342,16 @@ std::optional<double> stated_time(pugi::xml_node node) {
   return time;
 }
 
+// A case element and its facts, found when the document is loaded.
+struct CaseRef {
+  pugi::xml_node node;
+  CaseFacts facts;
+};
+
 // Reads a <testsuite> (or a <testsuites> treated as one) and everything under it, in
 // document order, releasing the buffer behind each case once it is reached. The nesting
 // depth was checked when the document was loaded.
-void read_suite(pugi::xml_node node, TestSuite& suite, DocumentBuffer& buffer) {
+void read_suite(pugi::xml_node node, TestSuite& suite, DocumentBuffer& buffer, const CaseRef*& next) {
   for (pugi::xml_attribute a = node.first_attribute(); a; a = a.next_attribute()) {
     const char* name = a.name();
     if (is(name, "name")) suite.name = utf8(a.value());
@@ -382,14 +369,17 @@ void read_suite(pugi::xml_node node, TestSuite& suite, DocumentBuffer& buffer) {
   }
   suite.cases.reserve(case_count);
   suite.suites.reserve(suite_count);
+  // The facts of this suite's own cases come first in Report order, then its children's.
+  const CaseRef* own = next;
+  next += case_count;
   for (pugi::xml_node child = node.first_child(); child; child = child.next_sibling()) {
     if (child.type() != pugi::node_element) continue;
     const char* name = child.name();
     buffer.release_before(name);
     if (is(name, "testcase")) {
-      read_case(child, read_case_facts(child), suite.cases.emplace_back());
+      read_case(child, own++->facts, suite.cases.emplace_back());
     } else if (is_suite_element(name)) {
-      read_suite(child, suite.suites.emplace_back(), buffer);
+      read_suite(child, suite.suites.emplace_back(), buffer, next);
     } else if (is(name, "properties")) {
       read_properties(child, suite.properties);
     } else if (is(name, "system-out")) {
@@ -418,11 +408,6 @@ bool has_loose_content(pugi::xml_node root) {
   return false;
 }
 
-// A case element and its facts, found when the document is loaded.
-struct CaseRef {
-  pugi::xml_node node;
-  CaseFacts facts;
-};
 
 // Appends the cases under a suite element to `cases` in Report order (the suite's own
 // cases, then each nested suite's, depth first), their facts not read yet. Fails when
@@ -453,7 +438,8 @@ Result<void> collect_cases(pugi::xml_node suite, int depth, std::vector<CaseRef>
 
 // The summary of the report a root element makes, read without any case's text, and its
 // cases in Report order.
-Result<ReportSummary> summarize(pugi::xml_node root, bool root_is_suites, std::vector<CaseRef>& cases) {
+Result<ReportSummary> summarize(pugi::xml_node root, bool root_is_suites, std::vector<CaseRef>& cases,
+                                bool& has_loose) {
   if (auto collected = collect_cases(root, 0, cases); !collected) return collected.error();
   // Reading the facts walks the whole tree, cold in the cache: two threads do it faster.
   for_halves(cases.size(), kParallelCasesAt, [&cases](std::size_t first, std::size_t last) {
@@ -468,7 +454,8 @@ Result<ReportSummary> summarize(pugi::xml_node root, bool root_is_suites, std::v
   std::vector<std::optional<double>> suite_times;
   if (root_is_suites) {
     stated = stated_time(root);
-    if (has_loose_content(root)) suite_times.emplace_back();
+    has_loose = has_loose_content(root);
+    if (has_loose) suite_times.emplace_back();
     for (pugi::xml_node child = root.first_child(); child; child = child.next_sibling()) {
       if (child.type() == pugi::node_element && is_suite_element(child.name())) suite_times.push_back(stated_time(child));
     }
@@ -623,8 +610,9 @@ struct JunitDocument::State {
   pugi::xml_document document;
   pugi::xml_node root;
   bool root_is_suites = false;
+  bool has_loose = false;  // a <testsuites> root with cases or output of its own
   ReportSummary summary;
-  std::vector<CaseRef> cases;  // in Report order
+  std::vector<CaseRef> cases;  // in Report order, with their facts
 };
 
 namespace {
@@ -654,7 +642,7 @@ Result<std::unique_ptr<JunitDocument::State>> load(std::unique_ptr<DocumentBuffe
     return make_error(std::string(kNotJunit) + "the root element is <" + describe_root(root_name) +
                       ">, expected <testsuites> or <testsuite>");
   }
-  auto summary = summarize(state->root, state->root_is_suites, state->cases);
+  auto summary = summarize(state->root, state->root_is_suites, state->cases, state->has_loose);
   if (!summary) return summary.error();
   state->summary = *summary;
   state->buffer = std::move(buffer);
@@ -703,13 +691,14 @@ void JunitDocument::for_each_case(std::size_t first, std::size_t last,
 Report JunitDocument::take_report() && {
   const std::unique_ptr<State> state = std::move(state_);
   Report report;
+  const CaseRef* next = state->cases.data();
   if (state->root_is_suites) {
     TestSuite top;
-    read_suite(state->root, top, *state->buffer);
+    read_suite(state->root, top, *state->buffer, next);
     report.name = std::move(top.name);
     report.suites = std::move(top.suites);
     // Cases or output straight under <testsuites> are rare; keep them in a suite of their own.
-    if (!top.cases.empty() || !top.properties.empty() || !top.system_out.empty() || !top.system_err.empty()) {
+    if (state->has_loose) {
       TestSuite loose;
       loose.name = report.name;
       loose.cases = std::move(top.cases);
@@ -719,7 +708,7 @@ Report JunitDocument::take_report() && {
       report.suites.insert(report.suites.begin(), std::move(loose));
     }
   } else {
-    read_suite(state->root, report.suites.emplace_back(), *state->buffer);
+    read_suite(state->root, report.suites.emplace_back(), *state->buffer, next);
   }
   report.time = state->summary.time;
   return report;

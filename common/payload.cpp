@@ -5,13 +5,13 @@
 #include <cmath>
 #include <ostream>
 #include <condition_variable>
-#include <exception>
 #include <mutex>
 #include <thread>
 #include <type_traits>
 
 #include <nlohmann/json.hpp>
 
+#include "common/parallel.hpp"
 #include "common/text.hpp"
 
 namespace proctor {
@@ -284,12 +284,13 @@ void write_streamed_payload(std::ostream& out, const ReportSummary& summary, con
   // Each lane reuses one block's buffer, so the memory stays flat.
   constexpr std::size_t kBlock = 1024;
   const std::size_t blocks = (cases.count + kBlock - 1) / kBlock;
+  // Two lanes exactly when for_halves below splits [0, 2) over two threads: one lane
+  // alone would wait forever for the other's blocks.
   const std::size_t lanes = blocks >= 4 && std::thread::hardware_concurrency() > 1 ? 2 : 1;
   std::mutex mutex;
   std::condition_variable turn_changed;
-  std::size_t turn = 0;         // the block to write next
-  bool abandoned = false;       // a lane failed: the others stop
-  std::exception_ptr failure;   // what the helper lane threw
+  std::size_t turn = 0;    // the block to write next
+  bool abandoned = false;  // a lane failed: the other stops
   const auto run_lane = [&](std::size_t lane) {
     WireWriter buffer(nullptr);
     for (std::size_t block = lane; block < blocks; block += lanes) {
@@ -314,25 +315,15 @@ void write_streamed_payload(std::ostream& out, const ReportSummary& summary, con
   write_wire(writer, head, dialect, identity, [&] {
     writer.raw("[");
     writer.flush();
-    std::jthread helper;
-    if (lanes == 2) {
-      helper = std::jthread([&] {
-        try {
-          run_lane(1);
-        } catch (...) {
-          failure = std::current_exception();
-          abandon();
-        }
-      });
-    }
-    try {
-      run_lane(0);
-    } catch (...) {
-      abandon();
-      throw;
-    }
-    if (helper.joinable()) helper.join();
-    if (failure) std::rethrow_exception(failure);
+    // Lane 0 here, lane 1 (if any) on for_halves' helper; a failing lane stops the other.
+    for_halves(lanes, 2, [&](std::size_t lane, std::size_t /*last*/) {
+      try {
+        run_lane(lane);
+      } catch (...) {
+        abandon();
+        throw;
+      }
+    });
     writer.raw("]");
   });
 }

@@ -17,10 +17,6 @@ int severity(CaseStatus status) {
   return 3;  // unreachable for valid enumerators; an unknown value is treated as the worst
 }
 
-void add_counts(const TestSuite& suite, ReportCounts& counts) {
-  for (const auto& test_case : suite.cases) count_case(counts, test_case.status);
-  for (const auto& child : suite.suites) add_counts(child, counts);
-}
 
 // The time of a merge: a default-constructed (empty) start takes the other's time; a
 // total is only known when every part states one.
@@ -74,16 +70,18 @@ void count_case(ReportCounts& counts, CaseStatus status) {
 
 ReportCounts Report::counts() const {
   ReportCounts counts;
-  for (const auto& suite : suites) add_counts(suite, counts);
+  for_each_case([&counts](const TestSuite&, const TestCase& test_case) { count_case(counts, test_case.status); });
   return counts;
 }
 
 ReportSummary Report::summary() const {
   ReportSummary summary;
-  summary.counts = counts();
   summary.time = time;
   summary.has_suites = !suites.empty();
-  for_each_case([&summary](const TestSuite&, const TestCase& test_case) { summary.case_seconds += test_case.time; });
+  for_each_case([&summary](const TestSuite&, const TestCase& test_case) {
+    count_case(summary.counts, test_case.status);
+    summary.case_seconds += test_case.time;
+  });
   return summary;
 }
 

@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
+#include "common/file_io.hpp"
+#include "common/limits.hpp"
 #include "common/text.hpp"
 
 namespace proctor {
@@ -28,7 +28,6 @@ const Names kDirections = {"input", "output", "both"};
 const Names kActionFamily = {"action", "setup", "teardown", "fixture", "analyzer", "fetcher", "test"};
 const Names kClusterTypes = {"cycle", "container"};
 const Names kRepoTypes = {"git", "svn", "http", "s3"};
-constexpr double kMaxTimeout = 7 * 24 * 3600;
 
 bool contains(const Names& names, std::string_view name) {
   return std::find(names.begin(), names.end(), name) != names.end();
@@ -93,6 +92,31 @@ bool is_identifier(std::string_view key) {
     if (!is_key_char(key[i], i == 0)) return false;
   }
   return true;
+}
+
+// One ${key} of a command line: the key, where its "${" starts and one past its "}".
+struct CommandKey {
+  std::string_view key;
+  std::size_t at = 0;
+  std::size_t end = 0;
+};
+
+// Calls f(CommandKey) for each ${key} of `cmd` whose key is an identifier, in order;
+// anything else that looks like one ("${ x}", "${") is plain text.
+template <class F>
+void for_each_command_key(std::string_view cmd, const F& f) {
+  std::size_t i = 0;
+  while ((i = cmd.find("${", i)) != std::string_view::npos) {
+    const auto close = cmd.find('}', i + 2);
+    if (close == std::string_view::npos) break;
+    const auto key = cmd.substr(i + 2, close - i - 2);
+    if (!is_identifier(key)) {
+      i += 2;
+      continue;
+    }
+    f(CommandKey{key, i, close + 1});
+    i = close + 1;
+  }
 }
 
 // A plain (unquoted) scalar: its text may stand for a number, a boolean or null.
@@ -160,13 +184,7 @@ class SpecReader {
                       kind_of(root));
       return finish();
     }
-    for (const auto& entry : root) {
-      const std::string name = entry.first.Scalar();
-      if (!contains(kDirectives, name)) {
-        error(entry.first, "unknown directive '" + name + "'" + suggestion(name, kDirectives) +
-                               "; a specification has " + one_of(kDirectives));
-      }
-    }
+    check_known_keys(root, kDirectives, "directive", "", "a specification has");
     read_type(root["type"]);
     read_properties(root["item_properties"]);
     const bool on_agent = spec_.runs_on_agent();
@@ -204,6 +222,21 @@ class SpecReader {
     add(Severity::error, at, std::move(message), column_offset);
   }
   void warning(const YAML::Node& at, std::string message) { add(Severity::warning, at, std::move(message)); }
+
+  // Reports each key of `map` that is not in `known` ("unknown <what> 'name'<qualifier>
+  // (did you mean ...?); <has> a, b or c"); true when all are known.
+  bool check_known_keys(const YAML::Node& map, const Names& known, const std::string& what,
+                        const std::string& qualifier, const std::string& has) {
+    bool all_known = true;
+    for (const auto& entry : map) {
+      const std::string name = entry.first.Scalar();
+      if (contains(known, name)) continue;
+      error(entry.first, "unknown " + what + " '" + name + "'" + qualifier + suggestion(name, known) + "; " + has +
+                             " " + one_of(known));
+      all_known = false;
+    }
+    return all_known;
+  }
 
   SpecCheck finish() {
     std::stable_sort(problems_.begin(), problems_.end(),
@@ -285,13 +318,7 @@ class SpecReader {
       return;
     }
     static const Names kCmdFields = {"type", "command", "valid_exit_codes"};
-    for (const auto& entry : cmd) {
-      const std::string name = entry.first.Scalar();
-      if (!contains(kCmdFields, name)) {
-        error(entry.first, "unknown cmd field '" + name + "'" + suggestion(name, kCmdFields) + "; cmd has " +
-                               one_of(kCmdFields));
-      }
-    }
+    check_known_keys(cmd, kCmdFields, "cmd field", "", "cmd has");
     if (const YAML::Node type = cmd["type"]; type && !(type.IsScalar() && type.Scalar() == "shell")) {
       error(type, "cmd type " + kind_of(type) + " is not supported: the only cmd type is shell");
     }
@@ -308,13 +335,10 @@ class SpecReader {
       return;
     }
     static const Names kLines = {"default", "linux", "windows"};
+    check_known_keys(command, kLines, "cmd.command line", "", "the lines are");
     for (const auto& entry : command) {
       const std::string name = entry.first.Scalar();
-      if (!contains(kLines, name)) {
-        error(entry.first, "unknown cmd.command line '" + name + "'" + suggestion(name, kLines) +
-                               "; the lines are " + one_of(kLines));
-        continue;
-      }
+      if (!contains(kLines, name)) continue;
       if (!entry.second.IsScalar() || trim(entry.second.Scalar()).empty()) {
         error(entry.second, "cmd.command." + name + " must be a command line, not " + kind_of(entry.second));
         continue;
@@ -334,21 +358,22 @@ class SpecReader {
     const std::string& cmd = line.Scalar();
     // The exact column is known when the line is one plain scalar line.
     const bool exact = is_plain(line) && cmd.find('\n') == std::string::npos;
-    std::size_t from = 0;
-    for (const auto& key : command_keys(cmd)) {
-      const std::size_t at = cmd.find("${" + key + "}", from);
-      from = at + key.size() + 3;
-      const int offset = exact ? static_cast<int>(at) : 0;
-      const ServiceProperty* property = spec_.property(key);
-      const auto& builtins = builtin_inputs();
-      if (property != nullptr && !property->is_input()) {
-        error(line, "cmd uses ${" + key + "}, but '" + key + "' is an output property: only inputs reach the command",
-              offset);
-      } else if (property == nullptr && std::find(builtins.begin(), builtins.end(), key) == builtins.end()) {
-        error(line, "cmd uses ${" + key + "}, which names no input property" + suggestion(key, property_keys()) +
-                        " and none the agent provides (" + join(builtins, ", ") + ")",
-              offset);
-      }
+    for_each_command_key(cmd, [&](const CommandKey& found) { check_command_key(line, found, exact); });
+  }
+
+  // A ${key} must name an input: a property that is one, or one the agent provides.
+  void check_command_key(const YAML::Node& line, const CommandKey& found, bool exact) {
+    const std::string key(found.key);
+    const int offset = exact ? static_cast<int>(found.at) : 0;
+    const ServiceProperty* property = spec_.property(key);
+    const auto& builtins = builtin_inputs();
+    if (property != nullptr && !property->is_input()) {
+      error(line, "cmd uses ${" + key + "}, but '" + key + "' is an output property: only inputs reach the command",
+            offset);
+    } else if (property == nullptr && std::find(builtins.begin(), builtins.end(), key) == builtins.end()) {
+      error(line, "cmd uses ${" + key + "}, which names no input property" + suggestion(key, property_keys()) +
+                      " and none the agent provides (" + join(builtins, ", ") + ")",
+            offset);
     }
   }
 
@@ -366,7 +391,7 @@ class SpecReader {
       return;
     }
     double seconds = 0;
-    if (!node.IsScalar() || !YAML::convert<double>::decode(node, seconds) || !(seconds > 0) || seconds > kMaxTimeout) {
+    if (!node.IsScalar() || !YAML::convert<double>::decode(node, seconds) || !(seconds > 0) || seconds > kMaxTimeoutSeconds) {
       error(node, "timeout must be a positive number of seconds, at most a week (604800), not " + kind_of(node));
       return;
     }
@@ -415,13 +440,7 @@ class SpecReader {
   std::optional<ServiceProperty> read_property(const YAML::Node& item) {
     ServiceProperty property;
     property.line = item.Mark().line + 1;
-    for (const auto& entry : item) {
-      const std::string name = entry.first.Scalar();
-      if (!contains(kPropertyFields, name)) {
-        error(entry.first, "unknown property field '" + name + "'" + suggestion(name, kPropertyFields) +
-                               "; a property has " + one_of(kPropertyFields));
-      }
-    }
+    check_known_keys(item, kPropertyFields, "property field", "", "a property has");
     const YAML::Node key = item["key"];
     if (!key || key.IsNull()) {
       error(item, "an item property has no key (its name)");
@@ -547,16 +566,10 @@ class SpecReader {
         {"ot_dir", &repo.ot_dir},     {"username", &repo.username},   {"password", &repo.password},
         {"bucket", &repo.bucket},     {"access_key", &repo.access_key}, {"secret_key", &repo.secret_key},
         {"region", &repo.region},     {"endpoint", &repo.endpoint}};
-    bool ok = true;
+    bool ok = check_known_keys(node, fields, "field", " for a " + *repo_type + " repository", "it has");
     for (const auto& entry : node) {
       const std::string name = entry.first.Scalar();
-      if (!contains(fields, name)) {
-        error(entry.first, "unknown field '" + name + "' for a " + *repo_type + " repository" +
-                               suggestion(name, fields) + "; it has " + one_of(fields));
-        ok = false;
-        continue;
-      }
-      if (name == "repo_type") continue;
+      if (!contains(fields, name) || name == "repo_type") continue;
       if (auto value = text(entry.second, "repository " + name)) *targets.at(name) = *value;
       else ok = false;
     }
@@ -656,12 +669,26 @@ SpecCheck check_service_spec(std::string_view yaml_text, std::string_view os) {
   }
 }
 
-Result<ServiceSpec> parse_service_spec(std::string_view yaml_text, std::string_view os) {
-  auto check = check_service_spec(yaml_text, os);
+namespace {
+
+// The checked specification when it is valid, else its first error with its place.
+Result<ServiceSpec> valid_spec(SpecCheck check) {
   for (const auto& problem : check.problems) {
     if (problem.severity == Severity::error) return make_error(describe(problem));
   }
   return std::move(check.spec);
+}
+
+}  // namespace
+
+Result<ServiceSpec> parse_service_spec(std::string_view yaml_text, std::string_view os) {
+  return valid_spec(check_service_spec(yaml_text, os));
+}
+
+Result<SpecCheck> check_service_file(const std::filesystem::path& file) {
+  auto text = read_whole_file(file, "the service specification");
+  if (!text) return text.error();
+  return check_service_spec(*text);
 }
 
 const std::vector<std::string>& builtin_inputs() {
@@ -717,11 +744,9 @@ Result<ServiceDefinition> load_service(const std::filesystem::path& path) {
   ServiceDefinition def;
   def.spec_file = spec_file_of(path);
   def.dir = def.spec_file.parent_path().empty() ? std::filesystem::path(".") : def.spec_file.parent_path();
-  std::ifstream in(def.spec_file, std::ios::binary);
-  if (!in) return make_error("cannot read the service specification " + def.spec_file.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  auto spec = parse_service_spec(text.str());
+  auto check = check_service_file(def.spec_file);
+  if (!check) return check.error();
+  auto spec = valid_spec(std::move(check).value());
   if (!spec) return make_error(def.spec_file.string() + ": " + spec.error().message);
   def.spec = std::move(spec).value();
   return def;
@@ -729,42 +754,28 @@ Result<ServiceDefinition> load_service(const std::filesystem::path& path) {
 
 std::vector<std::string> command_keys(std::string_view cmd) {
   std::vector<std::string> keys;
-  std::size_t i = 0;
-  while ((i = cmd.find("${", i)) != std::string_view::npos) {
-    const auto close = cmd.find('}', i + 2);
-    if (close == std::string_view::npos) break;
-    const auto key = cmd.substr(i + 2, close - i - 2);
-    if (is_identifier(key)) {
-      keys.emplace_back(key);
-      i = close + 1;
-    } else {
-      i += 2;
-    }
-  }
+  for_each_command_key(cmd, [&keys](const CommandKey& found) { keys.emplace_back(found.key); });
   return keys;
 }
 
 Result<std::string> expand_command(std::string_view cmd, const std::map<std::string, std::string>& inputs) {
   std::string out;
   out.reserve(cmd.size());
-  std::size_t i = 0;
-  while (i < cmd.size()) {
-    if (cmd[i] == '$' && i + 1 < cmd.size() && cmd[i + 1] == '{') {
-      const auto close = cmd.find('}', i + 2);
-      const auto key = cmd.substr(i + 2, close == std::string_view::npos ? 0 : close - i - 2);
-      if (close != std::string_view::npos && is_identifier(key)) {
-        const auto it = inputs.find(std::string(key));
-        if (it == inputs.end()) {
-          return make_error("cmd uses ${" + std::string(key) + "}, which is not an input property of the service");
-        }
-        out += shell_quote(it->second);
-        i = close + 1;
-        continue;
-      }
+  std::size_t copied = 0;  // cmd before this is in `out`
+  std::optional<std::string> unknown;
+  for_each_command_key(cmd, [&](const CommandKey& found) {
+    if (unknown) return;
+    const auto it = inputs.find(std::string(found.key));
+    if (it == inputs.end()) {
+      unknown = std::string(found.key);
+      return;
     }
-    out.push_back(cmd[i]);
-    ++i;
-  }
+    out.append(cmd.substr(copied, found.at - copied));
+    out += shell_quote(it->second);
+    copied = found.end;
+  });
+  if (unknown) return make_error("cmd uses ${" + *unknown + "}, which is not an input property of the service");
+  out.append(cmd.substr(copied));
   return out;
 }
 

@@ -108,6 +108,9 @@ struct ServiceDefinition {
 // itself when it is a file.
 std::filesystem::path spec_file_of(const std::filesystem::path& path);
 
+// Reads and checks a specification file; fails only when the file cannot be read.
+Result<SpecCheck> check_service_file(const std::filesystem::path& file);
+
 // Loads `path`: a folder holding service.yaml (or service.yml), or the YAML file itself.
 Result<ServiceDefinition> load_service(const std::filesystem::path& path);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/limits.hpp"
 #include "common/text.hpp"
 
 namespace proctor {
@@ -107,7 +108,7 @@ Result<Task> task_from_object(const json& object) {
 
   if (const auto it = object.find("timeout"); it != object.end() && !it->is_null()) {
     // Bounded so that deadlines never overflow: up to a week.
-    if (!it->is_number() || it->get<double>() <= 0 || it->get<double>() > 7 * 24 * 3600) {
+    if (!it->is_number() || it->get<double>() <= 0 || it->get<double>() > kMaxTimeoutSeconds) {
       return make_error("\"timeout\" must be a positive number of seconds, at most a week (604800)");
     }
     task.timeout_seconds = it->get<double>();

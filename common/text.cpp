@@ -81,6 +81,14 @@ bool is_continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 
 
 }  // namespace
 
+std::string to_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
 bool is_valid_utf8(std::string_view text) {
   const unsigned char* s = bytes(text);
   const std::size_t n = text.size();
@@ -94,27 +102,33 @@ bool is_valid_utf8(std::string_view text) {
   }
 }
 
-std::string make_valid_utf8(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
+void append_valid_utf8(std::string& out, std::string_view in) {
   const unsigned char* s = bytes(in);
+  const std::size_t n = in.size();
   std::size_t i = 0;
-  while (i < in.size()) {
-    const unsigned c = s[i];
-    if (c != 0 && c < 0x80) {
-      out.push_back(in[i]);
-      ++i;
-      continue;
-    }
-    const std::size_t len = c == 0 ? 0 : utf8_sequence_length(s + i, in.size() - i);
+  while (i < n) {
+    // A run of ASCII (up to a NUL) is copied whole.
+    const std::size_t plain = ascii_prefix(s + i, n - i);
+    const void* nul = std::memchr(s + i, 0, plain);
+    const std::size_t stop = nul != nullptr ? static_cast<std::size_t>(static_cast<const unsigned char*>(nul) - s) : i + plain;
+    out.append(in.data() + i, stop - i);
+    i = stop;
+    if (i == n) break;
+    const std::size_t len = s[i] == 0 ? 0 : utf8_sequence_length(s + i, n - i);
     if (len == 0) {
       out += "\xEF\xBF\xBD";
       ++i;
     } else {
-      out.append(in.substr(i, len));
+      out.append(in.data() + i, len);
       i += len;
     }
   }
+}
+
+std::string make_valid_utf8(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  append_valid_utf8(out, in);
   return out;
 }
 

@@ -15,8 +15,14 @@ bool is_valid_utf8(std::string_view text);
 // Returns `in` as valid UTF-8: each invalid byte becomes U+FFFD, NUL becomes U+FFFD.
 std::string make_valid_utf8(std::string_view in);
 
+// Appends make_valid_utf8(in) to `out`, copying valid runs whole.
+void append_valid_utf8(std::string& out, std::string_view in);
+
 // Quotes `value` for POSIX sh so that it is always one word, taken literally.
 std::string shell_quote(std::string_view value);
+
+// ASCII letters lowered; every other byte kept.
+std::string to_lower(std::string_view s);
 
 // Strips ASCII white space from both ends.
 std::string_view trim(std::string_view s);

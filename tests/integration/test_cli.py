@@ -110,6 +110,13 @@ def expected_problems(path):
     return out
 
 
+def assert_reported(path, output, severity, row, column, text):
+    """`runner verify` printed PATH:ROW:COLUMN: SEVERITY: ...TEXT... (column `*`: any)."""
+    place = f"{path}:{row}:" + ("" if column == "*" else f"{column}:")
+    assert any(l.startswith(place) and f": {severity}: " in l and text in l for l in output.splitlines()), \
+        (path.name, row, column, text, output)
+
+
 def test_verify_accepts_every_good_specification():
     files = sorted((SPECS / "good").glob("*.yaml"))
     assert len(files) >= 8
@@ -119,9 +126,7 @@ def test_verify_accepts_every_good_specification():
         assert f"{path}: valid " in done.stdout
         for severity, row, column, text in expected_problems(path):
             assert severity == "warning"
-            place = f"{path}:{row}:" + ("" if column == "*" else f"{column}:")
-            assert any(l.startswith(place) and ": warning: " in l and text in l for l in done.stdout.splitlines()), \
-                (path.name, text, done.stdout)
+            assert_reported(path, done.stdout, severity, row, column, text)
 
 
 def test_verify_reports_every_problem_of_each_bad_specification_with_its_place():
@@ -134,9 +139,7 @@ def test_verify_reports_every_problem_of_each_bad_specification_with_its_place()
         expected = expected_problems(path)
         assert expected, path.name
         for severity, row, column, text in expected:
-            place = f"{path}:{row}:" + ("" if column == "*" else f"{column}:")
-            assert any(l.startswith(place) and f": {severity}: " in l and text in l for l in lines), \
-                (path.name, row, column, text, done.stdout)
+            assert_reported(path, done.stdout, severity, row, column, text)
         errors = sum(1 for severity, *_ in expected if severity == "error")
         assert lines[-1].startswith(f"{path}: not valid: {errors} error"), lines[-1]
 

@@ -12,7 +12,7 @@ import io
 import json
 import os
 import pathlib
-import socket
+import socketserver
 import subprocess
 import tarfile
 import textwrap
@@ -69,24 +69,6 @@ def tar_gz_bytes(files, links=()):
             info.linkname = target
             archive.addfile(info)
     return buffer.getvalue()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port, proc, seconds=20):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the server exited"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)  # polling a port that is not open yet; nothing to wait on
-    raise AssertionError(f"nothing listens on port {port}")
 
 
 def files_under(folder):
@@ -184,7 +166,9 @@ def test_hostile_archives_are_refused_with_nothing_written_outside(tmp_path, bac
 # ---- svn -----------------------------------------------------------------------------------
 
 class Svnserve:
-    """svnserve on a repository made with svnadmin, holding `files` under trunk/."""
+    """svnserve on a repository made with svnadmin, holding `files` under trunk/. It runs in
+    inetd mode, one svnserve per connection, behind a socket that listens before the
+    constructor returns: ready by construction, nothing to poll for."""
 
     def __init__(self, root, files, users=None):
         self.repo = root / "svnrepo"
@@ -203,11 +187,17 @@ class Svnserve:
             target.write_text(content)
         subprocess.run(["svn", "import", "-q", "--non-interactive", "-m", "initial", str(staging),
                         f"file://{self.repo}/trunk"], check=True)
-        self.port = free_port()
-        self.proc = subprocess.Popen(["svnserve", "--daemon", "--foreground", "--root", str(self.repo),
-                                      "--listen-host", "127.0.0.1", "--listen-port", str(self.port)])
-        wait_for_port(self.port, self.proc)
-        self.url = f"svn://127.0.0.1:{self.port}/trunk"
+        root_dir = str(self.repo)
+
+        class Connection(socketserver.BaseRequestHandler):
+            def handle(self):
+                subprocess.run(["svnserve", "--inetd", "--root", root_dir], stdin=self.request.fileno(),
+                               stdout=self.request.fileno(), check=False)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Connection)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"svn://127.0.0.1:{self.server.server_address[1]}/trunk"
 
     def commit(self, path, content):
         checkout = self.repo.parent / f"svn-commit-{time.monotonic_ns()}"
@@ -216,8 +206,8 @@ class Svnserve:
         subprocess.run(["svn", "commit", "-q", "-m", "change", str(checkout)], check=True)
 
     def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @pytest.fixture

@@ -105,8 +105,7 @@ class RejectingServer {
     thread_ = std::jthread([this](const std::stop_token& stop) { serve(stop); });
   }
   ~RejectingServer() {
-    thread_.request_stop();
-    if (thread_.joinable()) thread_.join();
+    stop();
     ::close(listener_);
   }
   RejectingServer(const RejectingServer&) = delete;
@@ -115,16 +114,23 @@ class RejectingServer {
   [[nodiscard]] int port() const { return port_; }
   // Every request head received so far; call after the client is done.
   std::vector<std::string> requests() {
-    thread_.request_stop();
-    if (thread_.joinable()) thread_.join();
+    stop();
     return requests_;
   }
 
  private:
+  // Ends the serving thread: shutting the listener down wakes its poll at once.
+  void stop() {
+    if (!thread_.joinable()) return;
+    thread_.request_stop();
+    ::shutdown(listener_, SHUT_RDWR);
+    thread_.join();
+  }
+
   void serve(const std::stop_token& stop) {
     while (!stop.stop_requested()) {
       pollfd ready{listener_, POLLIN, 0};
-      if (::poll(&ready, 1, 50) <= 0) continue;  // wakes up to notice the stop request
+      if (::poll(&ready, 1, -1) <= 0) continue;
       const int client = ::accept(listener_, nullptr, nullptr);
       if (client < 0) continue;
       std::string head;
@@ -336,18 +342,17 @@ TEST_SUITE("git_fetcher") {
   TEST_CASE("an unreachable URL is a clear error and leaves no folder behind") {
     const TempDir tmp;
     GitFetcher fetcher;
-    for (const std::string& url : {(tmp / "does-not-exist").string(), std::string("http://127.0.0.1:1/x.git")}) {
-      CAPTURE(url);
-      const auto result = fetch(fetcher, tmp / "cache", {url, {}, {}});
-      REQUIRE_FALSE(result.ok());
-      const std::string prefix = "cannot clone " + url + ": ";
-      CHECK(result.error().message.starts_with(prefix));
-      CHECK(result.error().message.size() > prefix.size());  // libgit2's reason follows
-      CHECK(fs::is_empty(tmp / "cache"));
-    }
     const auto missing = fetch(fetcher, tmp / "cache", {(tmp / "does-not-exist").string(), {}, {}});
     REQUIRE_FALSE(missing.ok());
     CHECK(missing.error().message == "cannot clone " + (tmp / "does-not-exist").string() + ": no such folder");
+    CHECK(fs::is_empty(tmp / "cache"));
+    const std::string url = "http://127.0.0.1:1/x.git";
+    const auto refused = fetch(fetcher, tmp / "cache", {url, {}, {}});
+    REQUIRE_FALSE(refused.ok());
+    const std::string prefix = "cannot clone " + url + ": ";
+    CHECK(refused.error().message.starts_with(prefix));
+    CHECK(refused.error().message.size() > prefix.size());  // libgit2's reason follows
+    CHECK(fs::is_empty(tmp / "cache"));
   }
 
   TEST_CASE("a missing branch is an error naming the branch") {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "agent/process_runner.hpp"
+#include "common/text.hpp"
 #include "tests/unit/temp_dir.hpp"
 
 namespace proctor {
@@ -137,35 +138,8 @@ std::size_t open_fd_count() {
   return count;
 }
 
-// Polls for a file a child writes (synchronisation on the file, bounded).
-bool wait_for_file(const fs::path& path, std::chrono::seconds limit = 30s) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (fs::exists(path)) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return false;
-}
-
-bool is_valid_utf8(std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    std::size_t len = 0;
-    if (c == 0) return false;
-    if (c < 0x80) len = 1;
-    else if ((c & 0xE0) == 0xC0 && c >= 0xC2) len = 2;
-    else if ((c & 0xF0) == 0xE0) len = 3;
-    else if ((c & 0xF8) == 0xF0 && c <= 0xF4) len = 4;
-    else return false;
-    if (i + len > s.size()) return false;
-    for (std::size_t k = 1; k < len; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    }
-    i += len;
-  }
-  return true;
-}
+// Valid UTF-8 with no NUL (proctor::is_valid_utf8 allows NUL).
+bool is_valid_utf8_text(std::string_view s) { return proctor::is_valid_utf8(s) && s.find('\0') == std::string_view::npos; }
 
 pid_t first_line_pid(const Run& run) {
   REQUIRE_FALSE(run.lines.empty());
@@ -189,19 +163,17 @@ TEST_CASE("reports the exit code of a process that exits normally") {
   }
 }
 
-TEST_CASE("stdin_data reaches the process, then end of file; without it stdin is empty") {
+TEST_CASE("stdin_data reaches the process, then end of file") {
   test::TempDir dir;
   auto spec = shell_spec("read -r line; echo \"got:$line\"; cat; echo done", dir);
   spec.stdin_data = "s3cret\nrest\n";
   auto run = run_collecting(spec);
   CHECK(run.outcome.exit_code == 0);
   CHECK(run.lines == std::vector<std::string>{"got:s3cret", "rest", "done"});
-  run = run_collecting(shell_spec("cat; echo eof", dir));  // /dev/null: no wait for input
-  CHECK(run.lines == std::vector<std::string>{"eof"});
   spec.stdin_data = std::string(kMaxStdinBytes + 1, 'x');
   run = run_collecting(spec);
   CHECK_FALSE(run.outcome.started);
-  CHECK(run.outcome.start_error.find("larger than 4096 bytes") != std::string::npos);
+  CHECK(run.outcome.start_error.find("larger than " + std::to_string(kMaxStdinBytes) + " bytes") != std::string::npos);
 }
 
 TEST_CASE("reports the signal that ended the process") {
@@ -259,14 +231,14 @@ out.write(b'bad \x00 nul \xff\xfe \xc3( \xe2\x82 end\n')
     CHECK(run.outcome.exit_code == 0);
     CHECK(run.outcome.output_tail.size() <= 1001);
     CHECK(run.outcome.output_tail.size() > 900);
-    CHECK(is_valid_utf8(run.outcome.output_tail));
+    CHECK(is_valid_utf8_text(run.outcome.output_tail));
     CHECK(run.outcome.output_tail.find("line 4999 caf\u00e9 \u20ac") != std::string::npos);
     CHECK(run.outcome.output_tail.find(" end\n") != std::string::npos);
     REQUIRE(run.lines.size() == 5001);
-    CHECK(is_valid_utf8(run.lines.back()));
+    CHECK(is_valid_utf8_text(run.lines.back()));
     CHECK(run.lines.back().find("\xEF\xBF\xBD") != std::string::npos);  // U+FFFD replaced them
   }
-  CHECK(is_valid_utf8(read_text(dir / "log.txt")));
+  CHECK(is_valid_utf8_text(read_text(dir / "log.txt")));
 }
 
 TEST_CASE("streams 10 MB of stdout and stderr without deadlock") {
@@ -422,24 +394,25 @@ TEST_CASE("sends SIGKILL after the grace to a service that ignores SIGTERM") {
 
 TEST_CASE("stops the whole session, even a member that left the group, when cancelled") {
   test::TempDir dir;
-  const fs::path marker = dir / "marker";
-  // The grandchild leaves the process group but stays in the session, then reports.
+  // The grandchild leaves the process group but stays in the session, then reports on
+  // stdout; the test cancels the moment that line arrives.
   const std::string grandchild =
       "import os, time; os.setpgid(0, 0); "
-      "open('marker.tmp', 'w').write('%d %d %d' % (os.getpid(), os.getpgid(0), os.getsid(0))); "
-      "os.rename('marker.tmp', 'marker'); time.sleep(300)";
+      "print('marker %d %d %d' % (os.getpid(), os.getpgid(0), os.getsid(0)), flush=True); time.sleep(300)";
   auto spec = shell_spec("echo $$; /usr/bin/python3 -c \"" + grandchild + "\" & wait", dir);
   std::stop_source stop;
   Run run;
-  std::thread runner([&] { run = run_collecting(spec, stop.get_token()); });
-  const bool marked = wait_for_file(marker);
-  stop.request_stop();
-  runner.join();
-  REQUIRE(marked);
+  spec.on_line = [&](std::string_view line) {
+    run.lines.emplace_back(line);
+    if (line.rfind("marker ", 0) == 0) stop.request_stop();
+  };
+  PosixProcessRunner runner;
+  run.outcome = runner.run(spec, stop.get_token());
+  REQUIRE(run.lines.size() == 2);
   CHECK(run.outcome.cancelled);
   CHECK_FALSE(run.outcome.timed_out);
   const pid_t sid = first_line_pid(run);
-  std::istringstream in(read_text(marker));
+  std::istringstream in(run.lines[1].substr(std::string("marker ").size()));
   pid_t pid = 0, pgid = 0, its_sid = 0;
   in >> pid >> pgid >> its_sid;
   CHECK(pgid == pid);   // it had left the group...

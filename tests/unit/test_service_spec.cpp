@@ -3,12 +3,13 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "common/file_io.hpp"
 #include "common/service_spec.hpp"
+#include "tests/unit/require_ok.hpp"
 #include "tests/unit/temp_dir.hpp"
 
 using namespace proctor;
@@ -133,10 +134,16 @@ std::vector<Expected> expectations(const std::string& yaml) {
   return out;
 }
 
-// Checks that a corpus file yields exactly its expected problems, at their places.
-void check_corpus_file(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  const std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+std::string read_text(const std::filesystem::path& file) {
+  auto text = read_whole_file(file, "a corpus file");
+  REQUIRE_OK(text);
+  return *text;
+}
+
+// Checks that a corpus file yields exactly its expected problems, at their places, and
+// says whether the specification is valid.
+bool check_corpus_file(const std::filesystem::path& file) {
+  const std::string yaml = read_text(file);
   const auto expected = expectations(yaml);
   const auto check = check_service_spec(yaml);
   INFO(file.filename().string());
@@ -151,6 +158,7 @@ void check_corpus_file(const std::filesystem::path& file) {
     });
     CHECK_MESSAGE(found, "expected at " << want.line << ":" << want.column << ": " << want.text);
   }
+  return check.valid();
 }
 
 std::filesystem::path corpus(const char* kind) {
@@ -163,10 +171,7 @@ TEST_SUITE("service_spec") {
   TEST_CASE("corpus: every good specification is valid, with only the warnings it states") {
     int files = 0;
     for (const auto& entry : std::filesystem::directory_iterator(corpus("good"))) {
-      check_corpus_file(entry.path());
-      std::ifstream in(entry.path());
-      const std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      CHECK(check_service_spec(yaml).valid());
+      CHECK(check_corpus_file(entry.path()));
       ++files;
     }
     CHECK(files >= 8);
@@ -175,19 +180,14 @@ TEST_SUITE("service_spec") {
   TEST_CASE("corpus: every bad specification reports exactly its problems, each at its line and column") {
     int files = 0;
     for (const auto& entry : std::filesystem::directory_iterator(corpus("bad"))) {
-      check_corpus_file(entry.path());
-      std::ifstream in(entry.path());
-      const std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      CHECK_FALSE(check_service_spec(yaml).valid());
+      CHECK_FALSE(check_corpus_file(entry.path()));
       ++files;
     }
     CHECK(files >= 15);
   }
 
   TEST_CASE("the full specification is read into the model") {
-    std::ifstream in(corpus("good") / "every-field.yaml");
-    const std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const auto check = check_service_spec(yaml);
+    const auto check = check_service_spec(read_text(corpus("good") / "every-field.yaml"));
     REQUIRE(check.valid());
     const ServiceSpec& spec = check.spec;
     CHECK(spec.type == "setup");
