@@ -11,6 +11,7 @@
 #include <thread>
 
 #include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -18,7 +19,10 @@
 
 #include "agent/archive_fetcher.hpp"
 #include "agent/daemon.hpp"
+#include "agent/event_server.hpp"
 #include "agent/git_fetcher.hpp"
+#include "agent/listen_command.hpp"
+#include "agent/subscribe_command.hpp"
 #include "agent/svn_fetcher.hpp"
 #include "agent/process_runner.hpp"
 #include "agent/task_executor.hpp"
@@ -52,6 +56,9 @@ struct Options {
   std::string work_dir;
   std::string results_dir;
   std::string spool_dir;
+  std::string events_socket;
+  bool events = true;
+  bool results_layout = true;
   std::string service;
   std::string services;
   double timeout = 600;
@@ -72,6 +79,11 @@ struct Options {
   std::vector<std::string> reports;
   std::string format = "flat";
   std::string verify_path;  // runner verify
+  std::string listen_dir;   // runner listen
+  std::string listen_socket;
+  int wrapper_pid = 0;
+  std::string subscribe_socket;  // runner subscribe
+  std::vector<std::string> filters;
 };
 
 fs::path default_work_dir() {
@@ -106,6 +118,7 @@ ExecutorSettings executor_settings(const Options& options, const fs::path& work_
   if (!options.service.empty()) settings.service_path = fs::absolute(options.service);
   if (!options.services.empty()) settings.services_dir = fs::absolute(options.services);
   settings.results_dir = options.results_dir.empty() ? work_dir / "results" : fs::absolute(options.results_dir);
+  settings.results_layout = options.results_layout;
   settings.default_timeout = milliseconds(static_cast<int64_t>(options.timeout * 1000));
   settings.kill_grace = milliseconds(static_cast<int64_t>(options.kill_grace * 1000));
   settings.allowed_schemes = split_list(options.allow_schemes);
@@ -155,6 +168,11 @@ struct RealExecutor {
   TaskExecutor executor;
 };
 
+// The event stream's socket: --events-socket, else {work-dir}/events.sock.
+fs::path events_socket_path(const Options& options, const fs::path& work_dir) {
+  return options.events_socket.empty() ? work_dir / "events.sock" : fs::absolute(options.events_socket);
+}
+
 int run_daemon(const Options& options) {
   auto url = parse_http_url(options.backend_url);
   if (!url) {
@@ -171,6 +189,7 @@ int run_daemon(const Options& options) {
   settings.work_dir = real.work_dir;
   settings.spool_dir = options.spool_dir.empty() ? real.work_dir / "spool" : fs::absolute(options.spool_dir);
   settings.once = options.once;
+  if (options.events) settings.events_socket = events_socket_path(options, real.work_dir);
 
   BackendConfig backend;
   backend.base = *url;
@@ -222,7 +241,24 @@ int run_exec(const Options& options) {
       }
     }
   });
-  const auto payload = real.executor.run(*task, real.work_dir / "exec", stop.get_token());
+  // The event stream only when asked for (--events-socket), served from a thread of its own.
+  boost::asio::io_context events_io(1);
+  std::unique_ptr<EventServer> events;
+  std::thread events_thread;
+  if (options.events && !options.events_socket.empty()) {
+    auto server = EventServer::start(events_io.get_executor(), fs::absolute(options.events_socket));
+    if (!server) {
+      std::cerr << "runner exec: " << server.error().message << "\n";
+      return exit_usage;
+    }
+    events = std::move(server).value();
+    events_thread = std::thread([&events_io] { events_io.run(); });
+  }
+  const auto payload = real.executor.run(*task, real.work_dir / "exec", stop.get_token(), events.get());
+  if (events) {
+    events->stop();  // subscribers get every event, then the stream closes and the loop ends
+    events_thread.join();
+  }
   std::cout << serialize_payload(payload, task->identity) << std::endl;
   return exit_code_for(payload);
 }
@@ -340,6 +376,12 @@ int run_cli(int argc, char** argv) {
   add(app, "--work-dir", options.work_dir, "Slots' workspaces and caches (default $STATE_DIRECTORY or ~/.local/state/proctor)");
   add(app, "--results-dir", options.results_dir, "Results layout root (default {work-dir}/results)");
   add(app, "--spool-dir", options.spool_dir, "Undelivered results (default {work-dir}/spool)");
+  add(app, "--events-socket", options.events_socket, "The event stream's Unix socket (default {work-dir}/events.sock)");
+  app.add_flag("--events,!--no-events", options.events, "Serve the event stream (on by default)")
+      ->envname("RUNNER_EVENTS");
+  app.add_flag("--results-layout,!--no-results-layout", options.results_layout,
+               "Write each task's results layout under --results-dir (on by default)")
+      ->envname("RUNNER_RESULTS_LAYOUT");
   add(app, "--service", options.service, "The default service: a folder with service.yaml, or the YAML file");
   add(app, "--services", options.services, "Folder of named services (a task's 'service' field)");
   add(app, "--timeout", options.timeout, "Default service timeout in seconds")->check(CLI::PositiveNumber);
@@ -367,6 +409,15 @@ int run_cli(int argc, char** argv) {
       ->check(CLI::IsMember({"flat", "nested", "report"}))
       ->capture_default_str();
 
+  auto* listen = app.add_subcommand("listen", "Follow a results layout written by any wrapper; print each change as JSON");
+  listen->add_option("dir", options.listen_dir, "The results folder (tests.json and a folder per record)")->required();
+  listen->add_option("--wrapper-pid", options.wrapper_pid, "Stop when this process ends")->check(CLI::PositiveNumber);
+  listen->add_option("--events-socket", options.listen_socket, "Also publish the changes on an event stream here");
+  auto* subscribe = app.add_subcommand("subscribe", "Print an agent's events, one JSON per line");
+  subscribe->add_option("--socket", options.subscribe_socket, "The agent's events socket (default {work-dir}/events.sock)");
+  subscribe->add_option("--filter", options.filters, "field=value: only events that match (repeatable)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -391,6 +442,18 @@ int run_cli(int argc, char** argv) {
     if (exec->parsed()) return run_exec(options);
     if (convert->parsed()) return run_convert(options);
     if (verify->parsed()) return run_verify(options);
+    if (listen->parsed()) {
+      ListenOptions listen_options{options.listen_dir, std::nullopt, {}};
+      if (!options.listen_socket.empty()) listen_options.events_socket = fs::absolute(options.listen_socket);
+      if (options.wrapper_pid > 0) listen_options.wrapper_pid = options.wrapper_pid;
+      return run_listen(listen_options);
+    }
+    if (subscribe->parsed()) {
+      const fs::path work_dir = options.work_dir.empty() ? default_work_dir() : fs::absolute(options.work_dir);
+      return run_subscribe(SubscribeOptions{options.subscribe_socket.empty() ? events_socket_path(options, work_dir)
+                                                                             : fs::path(options.subscribe_socket),
+                                            options.filters});
+    }
     if (options.backend_url.empty()) {
       std::cerr << "runner: --backend-url is required to run the agent (or use a subcommand; see --help)\n";
       return exit_usage;

@@ -19,6 +19,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
+#include "agent/event_server.hpp"
 #include "agent/spool.hpp"
 #include "common/text.hpp"
 
@@ -67,6 +68,15 @@ class Agent {
     for (int n = 0; n < settings_.concurrent; ++n) {
       slots_.push_back(std::make_unique<Slot>(n, io_.get_executor(), make_client_(io_.get_executor(), n)));
     }
+    if (!settings_.events_socket.empty()) {
+      auto server = EventServer::start(io_.get_executor(), settings_.events_socket);
+      if (server) {
+        events_ = std::move(server).value();
+        spdlog::info("events at {}", settings_.events_socket.string());
+      } else {
+        spdlog::error("no event stream: {}", server.error().message);
+      }
+    }
     wait_for_signal();
     start([this]() { return flush_spool(); });
     for (auto& slot : slots_) {
@@ -96,6 +106,8 @@ class Agent {
         boost::system::error_code ignored;
         signals_.cancel(ignored);
         grace_timer_.cancel();
+        // Subscribers get what is queued for them, then the stream closes.
+        if (events_) events_->stop();
       }
     });
   }
@@ -264,7 +276,7 @@ class Agent {
         workers_,
         [&]() -> asio::awaitable<ResultPayload> {
           try {
-            co_return executor_.run(task, slot_dir, token);
+            co_return executor_.run(task, slot_dir, token, events_.get());
           } catch (const std::exception& e) {
             // A task that was taken is always answered, even when the agent itself fails.
             spdlog::critical("task {}: internal error: {}", task.identity.text(), e.what());
@@ -386,6 +398,7 @@ class Agent {
   std::mt19937 rng_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::unique_ptr<BackendClient> flusher_client_;
+  std::unique_ptr<EventServer> events_;  // null when the stream is off or could not start
   asio::steady_timer* flusher_timer_ = nullptr;
   int active_ = 0;
   bool stopping_ = false;

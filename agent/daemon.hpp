@@ -24,6 +24,7 @@ struct DaemonSettings {
   std::chrono::milliseconds shutdown_grace{30000};      // how long running tasks may finish
   std::filesystem::path work_dir;                       // slots/ lives here
   std::filesystem::path spool_dir;                      // pending and rejected payloads
+  std::filesystem::path events_socket;                  // the event stream; empty: none
   bool once = false;                                    // take one task, run it, exit
 };
 

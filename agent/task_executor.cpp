@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "agent/report_watcher.hpp"
 #include "agent/url.hpp"
 #include "agent/workspace.hpp"
 #include "common/file_io.hpp"
@@ -101,25 +102,25 @@ std::optional<std::string> run_failure(const ProcessOutcome& outcome, bool shutt
 }
 
 // Reads the service's output.json and keeps the values of its output properties, their
-// types checked, as outputs.json in the task's results folder; anything else in it is
+// types checked (they become the service record's output.json); anything else in it is
 // ignored with a warning (only outputs are read back). No output.json: no outputs.
-void keep_outputs(const Task& task, const ServiceSpec& spec, const fs::path& output_file, const fs::path& task_results) {
+nlohmann::json kept_outputs(const Task& task, const ServiceSpec& spec, const fs::path& output_file) {
   constexpr std::uintmax_t kMaxOutputBytes = 16 * 1024 * 1024;
+  nlohmann::json kept = nlohmann::json::object();
   std::error_code ec;
-  if (!fs::is_regular_file(fs::symlink_status(output_file, ec))) return;  // not a link to elsewhere
+  if (!fs::is_regular_file(fs::symlink_status(output_file, ec))) return kept;  // not a link to elsewhere
   const std::string id = task.identity.text();
   if (fs::file_size(output_file, ec) > kMaxOutputBytes) {
     spdlog::warn("task {}: the service's output.json is larger than 16 MiB; its outputs are ignored", id);
-    return;
+    return kept;
   }
   const auto text = read_whole_file(output_file, "the service's output");
   const nlohmann::json written =
       text ? nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false) : nlohmann::json(nlohmann::json::value_t::discarded);
   if (written.is_discarded() || !written.is_object()) {
     spdlog::warn("task {}: the service's output.json is not a JSON object; its outputs are ignored", id);
-    return;
+    return kept;
   }
-  nlohmann::json kept = nlohmann::json::object();
   for (const auto& [key, value] : written.items()) {
     const ServiceProperty* property = spec.property(key);
     if (property == nullptr || !property->is_output()) {
@@ -134,10 +135,32 @@ void keep_outputs(const Task& task, const ServiceSpec& spec, const fs::path& out
     }
     kept[key] = value;
   }
-  const std::string kept_text = kept.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (auto saved = write_file_atomically(task_results / "outputs.json", kept_text, Durability::volatile_ok); !saved) {
-    spdlog::warn("task {}: the service's outputs could not be kept: {}", id, saved.error().message);
+  return kept;
+}
+
+// The record status of a task that ended with `payload`: how it broke, else its verdict.
+RecordStatus task_status(const ResultPayload& payload, const ProcessOutcome* outcome) {
+  if (outcome != nullptr && outcome->cancelled) return RecordStatus::terminated;
+  if (outcome != nullptr && outcome->timed_out) return RecordStatus::timeout;
+  if (payload.error) return RecordStatus::error;
+  return payload.passed ? RecordStatus::success : RecordStatus::failure;
+}
+
+// The service record's summary: how the process ended and what its report held.
+std::string service_summary(const ProcessOutcome& outcome, const std::optional<ReportCounts>& counts,
+                            const std::optional<std::string>& failure) {
+  std::string text;
+  if (outcome.exit_code) text = "exited with code " + std::to_string(*outcome.exit_code);
+  else if (outcome.term_signal) text = "killed by signal " + signal_name(*outcome.term_signal);
+  else text = "did not run";
+  text += " after " + seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(outcome.wall)) + " s";
+  if (counts) {
+    text += "; " + std::to_string(counts->total) + " tests: " + std::to_string(counts->passed) + " passed, " +
+            std::to_string(counts->failed) + " failed, " + std::to_string(counts->errored) + " errored, " +
+            std::to_string(counts->skipped) + " skipped";
   }
+  if (failure) text += "\n" + *failure;
+  return text + "\n";
 }
 
 }  // namespace
@@ -242,12 +265,39 @@ Result<fs::path> TaskExecutor::fetch_service_code(const RepositorySpec& reposito
   return real_dir;
 }
 
-ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std::stop_token cancel) const {
+fs::path TaskExecutor::results_dir_of(const Task& task) const {
+  return settings_.results_dir / safe_folder_name(task.identity.text());
+}
+
+ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std::stop_token cancel,
+                                EventSink* events) const {
+  const fs::path task_results = results_dir_of(task);
+  TaskRecorder recorder(task, settings_.results_layout ? std::optional(task_results) : std::nullopt, events,
+                        sequence_);
+  ProcessOutcome outcome;
+  auto payload = run_recorded(task, slot_dir, cancel, recorder, outcome);
+  recorder.end_task(task_status(payload, &outcome), {{redact_url(task.repository_url), "submission"}});
+  return payload;
+}
+
+ResultPayload TaskExecutor::run_recorded(const Task& task, const fs::path& slot_dir, std::stop_token cancel,
+                                         TaskRecorder& recorder, ProcessOutcome& outcome) const {
+  // A failure ends the phase it happened in with its reason; the task ends after.
   const auto fail = [&](const std::string& why) {
     auto payload = error_payload(sentence(why), settings_.payload);
     spdlog::warn("task {}: {}", task.identity.text(), payload.error_details);
+    const RecordStatus status = cancel.stop_requested() ? RecordStatus::terminated : RecordStatus::error;
+    recorder.end_phase(Phase::fetch, status, payload.error_details + "\n");
+    recorder.end_phase(Phase::service, status, payload.error_details + "\n");
     return payload;
   };
+
+  recorder.start_task(task.service.value_or(settings_.service_path ? settings_.service_path->filename().string()
+                                                                   : std::string("service")));
+  nlohmann::json fetch_input = {{"repository", redact_url(task.repository_url)}};
+  if (task.branch) fetch_input["branch"] = *task.branch;
+  if (task.revision) fetch_input["revision"] = *task.revision;
+  recorder.start_phase(Phase::fetch, fetch_input);
 
   SlotWorkspace workspace(slot_dir);
   auto folders = workspace.start_task();
@@ -259,8 +309,10 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
     return fail("The service is a " + service->spec.type +
                 ", which Opereto's own cluster runs, not an agent: Proctor cannot run it");
   }
+  recorder.phase_log(Phase::fetch, "service: " + service->spec_file.string());
 
   if (cancel.stop_requested()) return fail("The agent shut down before the task ran.");
+  recorder.phase_log(Phase::fetch, "fetching " + repository_kind(task) + " " + redact_url(task.repository_url));
   auto checkout = fetch_submission(task, workspace.repos_dir(), cancel);
   if (!checkout) {
     if (cancel.stop_requested()) return fail("The agent shut down while fetching the submission.");
@@ -268,6 +320,7 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
   }
   spdlog::info("task {}: submission at {} ({}{})", task.identity.text(), checkout->commit.substr(0, 12),
                checkout->dir.string(), checkout->reused ? ", reused" : "");
+  recorder.phase_log(Phase::fetch, "submission at " + checkout->commit + (checkout->reused ? " (cached clone reused)" : ""));
 
   // The service's code: its own folder, or what its repository block points to.
   fs::path code_dir = service->dir;
@@ -285,8 +338,12 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
   std::error_code ec;
   // Outputs are what this run writes: an output.json shipped with the code is not one.
   fs::remove(folders->service_dir / "output.json", ec);
-  const fs::path task_results = settings_.results_dir / safe_folder_name(task.identity.text());
+  const fs::path task_results = results_dir_of(task);
   fs::create_directories(task_results, ec);
+  nlohmann::json fetch_output = {{"commit", checkout->commit}, {"reused", checkout->reused}};
+  recorder.end_phase(Phase::fetch, RecordStatus::success,
+                     "fetched " + checkout->commit.substr(0, 12) + (checkout->reused ? " (cached clone reused)" : "") + "\n",
+                     fetch_output);
 
   const double timeout_s = task.timeout_seconds.value_or(
       service->spec.timeout_seconds.value_or(static_cast<double>(settings_.default_timeout.count()) / 1000.0));
@@ -305,6 +362,11 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
   inputs["opereto_workspace"] = folders->service_dir.string();
   inputs["opereto_timeout"] = std::to_string(static_cast<int64_t>(std::ceil(timeout_s)));
   inputs["opereto_execution_mode"] = "production";
+  nlohmann::json service_input = nlohmann::json::object();
+  for (const auto& property : service->spec.properties) {
+    if (property.is_input()) service_input[property.key] = make_valid_utf8(inputs[property.key]);
+  }
+  recorder.start_phase(Phase::service, service_input, {{"file://" + task_results.string(), "results"}});
   for (const auto& property : service->spec.properties) {
     if (!property.is_input()) continue;
     const std::string& value = inputs[property.key];
@@ -345,12 +407,23 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
   for (const auto& [key, value] : inputs) spec.env.emplace_back("OT_" + upper_key(key), value);
   spec.timeout = std::chrono::milliseconds(static_cast<int64_t>(std::ceil(timeout_s * 1000.0)));
   spec.kill_grace = settings_.kill_grace;
-  spec.log_file = folders->log_file;
+  // The service's output goes straight into its record's log.txt, which only grows.
+  spec.log_file = recorder.phase_log_file(Phase::service).value_or(folders->log_file);
   spec.tail_bytes = settings_.payload.details_tail;
 
   spdlog::info("task {}: running service {} (timeout {} s)", task.identity.text(), service->spec_file.string(),
                timeout_s);
-  const ProcessOutcome outcome = runner_.run(spec, cancel);
+  {
+    // Reports written while the service runs become records at once.
+    std::vector<fs::path> patterns{folders->junit_xml};
+    for (const auto& glob : service->spec.reports) {
+      patterns.push_back(fs::path(glob).is_absolute() ? fs::path(glob) : folders->service_dir / glob);
+    }
+    ReportWatcher watcher(patterns, folders->root, [&recorder](const fs::path& file) {
+      if (auto parsed = parse_junit_file(file)) recorder.add_cases(file, *parsed);  // else not complete yet
+    });
+    outcome = runner_.run(spec, cancel);
+  }
 
   RunFacts facts;
   facts.output_tail = outcome.output_tail;
@@ -366,14 +439,19 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
       report.reset();
       break;
     }
+    recorder.add_cases(file, *parsed);
     if (!report) report = std::move(parsed).value();
     else merge_reports(*report, std::move(parsed).value());
   }
 
   facts.failure = run_failure(outcome, cancel.stop_requested(), service->spec.valid_exit_codes, report.has_value(),
                               report_problem, spec.timeout, folders->junit_xml);
-  if (outcome.started) keep_outputs(task, service->spec, folders->service_dir / "output.json", task_results);
+  const nlohmann::json outputs = outcome.started ? kept_outputs(task, service->spec, folders->service_dir / "output.json")
+                                                 : nlohmann::json::object();
   auto payload = build_payload(report ? &*report : nullptr, facts, settings_.payload);
+  recorder.end_phase(Phase::service, task_status(payload, &outcome),
+                     service_summary(outcome, report ? std::optional(report->counts()) : std::nullopt, facts.failure),
+                     outputs);
   spdlog::info("task {}: {} ({} cases, {:.3f} s, peak {} KiB){}", task.identity.text(),
                payload.error ? "error" : (payload.passed ? "passed" : "failed"), payload.cases.size(),
                facts.wall_seconds, outcome.peak_rss_kib, facts.failure ? ": " + *facts.failure : "");

@@ -13,6 +13,8 @@
 
 #include "agent/fetcher.hpp"
 #include "agent/process_runner.hpp"
+#include "agent/task_recorder.hpp"
+#include "common/events.hpp"
 #include "common/payload.hpp"
 #include "common/service_spec.hpp"
 #include "common/task.hpp"
@@ -23,6 +25,7 @@ struct ExecutorSettings {
   std::optional<std::filesystem::path> service_path;  // --service: folder or YAML file
   std::optional<std::filesystem::path> services_dir;  // --services: named services
   std::filesystem::path results_dir;                  // {results-dir}; the task's is below
+  bool results_layout = true;                         // write the task's results layout there
   std::chrono::milliseconds default_timeout{std::chrono::minutes(10)};
   std::chrono::milliseconds kill_grace{std::chrono::seconds(10)};
   std::vector<std::string> allowed_schemes{"https", "http", "ssh", "git", "svn", "s3"};
@@ -38,11 +41,18 @@ class TaskExecutor {
 
   // Runs `task` in the slot folder `slot_dir` and returns its payload; every failure
   // (bad URL, fetch, service, report, cancel) becomes an error payload, never a throw.
-  ResultPayload run(const Task& task, const std::filesystem::path& slot_dir, std::stop_token cancel) const;
+  // The task's progress goes to its results layout and, when given, to `events`.
+  ResultPayload run(const Task& task, const std::filesystem::path& slot_dir, std::stop_token cancel,
+                    EventSink* events = nullptr) const;
 
   [[nodiscard]] const ExecutorSettings& settings() const { return settings_; }
 
  private:
+  // run() with its progress told to `recorder`; `outcome` is the service's end, when it ran.
+  ResultPayload run_recorded(const Task& task, const std::filesystem::path& slot_dir, std::stop_token cancel,
+                             TaskRecorder& recorder, ProcessOutcome& outcome) const;
+  // {results-dir}/{task}.
+  std::filesystem::path results_dir_of(const Task& task) const;
   Result<ServiceDefinition> find_service(const Task& task) const;
   Result<Checkout> fetch_submission(const Task& task, const std::filesystem::path& cache_root,
                                     std::stop_token cancel) const;
@@ -59,6 +69,7 @@ class TaskExecutor {
   std::map<std::string, Fetcher*> fetchers_;
   ProcessRunner& runner_;
   ExecutorSettings settings_;
+  mutable SequenceCounter sequence_;  // section numbers of every task this executor runs
 };
 
 // The repository kind of a task: its repositoryType, else guessed from the URL.

@@ -42,3 +42,8 @@ set -e
 echo
 echo "runner exited with $status (0 passed, 1 tests failed, 3 error); the backend received:"
 /usr/bin/python3 -m json.tool "$demo/results.jsonl"
+echo
+echo "the task's results layout ($demo/work/results), tests.json:"
+for tests in "$demo"/work/results/*/tests.json; do
+  /usr/bin/python3 -m json.tool "$tests"
+done

@@ -2,13 +2,17 @@
 // Recording fakes of the agent's side-effect interfaces (as ninja's tests do): they
 // record what they were asked and answer what the test scripted.
 
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <vector>
 
 #include "agent/fetcher.hpp"
 #include "agent/process_runner.hpp"
+#include "common/events.hpp"
 
 namespace proctor::test {
 
@@ -54,6 +58,38 @@ class RecordingProcessRunner final : public ProcessRunner {
   }
   std::vector<ProcessSpec> specs;
   std::function<void(const ProcessSpec&, ProcessOutcome&)> behaviour;
+};
+
+// An EventSink that keeps every event, and lets a test wait for one.
+class RecordingEventSink final : public EventSink {
+ public:
+  void publish(const Event& event) override {
+    {
+      std::lock_guard lock(mutex_);
+      events_.push_back(event);
+    }
+    changed_.notify_all();
+  }
+  // Every event so far.
+  [[nodiscard]] std::vector<Event> events() const {
+    std::lock_guard lock(mutex_);
+    return events_;
+  }
+  // Waits (at most `limit`) until an event satisfies `match`; true when one did.
+  bool wait_for(const std::function<bool(const Event&)>& match, std::chrono::seconds limit = std::chrono::seconds(20)) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, limit, [&] {
+      for (const auto& event : events_) {
+        if (match(event)) return true;
+      }
+      return false;
+    });
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<Event> events_;
 };
 
 }  // namespace proctor::test

@@ -263,7 +263,7 @@ item_properties:
     CHECK_FALSE(inputs.contains("secret_default"));
     CHECK_FALSE(inputs.contains("count"));
     // Kept: the output properties with values of their type; not an input, a stranger or a bad value.
-    const auto outputs = nlohmann::json::parse(std::ifstream(f.dir / "results" / "t-1" / "outputs.json"));
+    const auto outputs = nlohmann::json::parse(std::ifstream(f.dir / "results" / "t-1" / "service" / "output.json"));
     CHECK(outputs == nlohmann::json::parse(R"({"count": 7, "summary": {"ok": true}})"));
   }
 
@@ -275,7 +275,8 @@ item_properties:
       std::ofstream(spec.working_dir / "output.json") << "[not, json";
     };
     CHECK_FALSE(f.run(kTask).error);
-    CHECK_FALSE(fs::exists(f.dir / "results" / "t-1" / "outputs.json"));
+    CHECK(nlohmann::json::parse(std::ifstream(f.dir / "results" / "t-1" / "service" / "output.json")) ==
+          nlohmann::json::object());
   }
 
   TEST_CASE("input values are checked against their property's type before anything runs") {
@@ -355,5 +356,73 @@ repository:
     CHECK(kind(R"({"id":1,"repositoryUrl":"s3://b/k.zip"})") == "s3");
     CHECK(kind(R"({"id":1,"repositoryUrl":"https://h/a.tar.gz?dl=1"})") == "http");
     CHECK(kind(R"({"id":1,"repositoryUrl":"https://h/a.zip","repositoryType":"git"})") == "git");
+  }
+
+  TEST_CASE("reports written while the service runs are records before it ends; all end up in the layout") {
+    Fixture f;
+    f.service_yaml = "cmd: run\ntimeout: 30\nreports: [out/TEST-*.xml]\n";
+    f.write_service(f.service_yaml);
+    test::RecordingEventSink sink;
+    bool seen_while_running = false;
+    f.runner.behaviour = [&](const ProcessSpec& spec, ProcessOutcome&) {
+      fs::create_directories(spec.working_dir / "out");
+      std::ofstream(spec.working_dir / "out" / "TEST-a.xml")
+          << R"(<testsuite name="a"><testcase classname="A" name="one"/></testsuite>)";
+      // The service goes on only once its first report is a record.
+      seen_while_running = sink.wait_for([](const Event& e) { return e.type == "testcase" && e.name == "A.one"; });
+      std::ofstream(spec.working_dir / "out" / "TEST-b.xml")
+          << R"(<testsuite name="b"><testcase classname="B" name="two"/></testsuite>)";
+    };
+    ExecutorSettings settings;
+    settings.service_path = f.dir / "service";
+    settings.results_dir = f.dir / "results";
+    settings.allowed_schemes = f.allowed;
+    TaskExecutor executor({{"git", &f.fetcher}}, f.runner, settings);
+    auto task = parse_task(kTask);
+    REQUIRE(task.ok());
+    const auto payload = executor.run(*task, f.dir / "slot", {}, &sink);
+    CHECK(seen_while_running);
+    CHECK(payload.passed);
+    CHECK(payload.cases.size() == 2);
+    const auto tests = nlohmann::json::parse(std::ifstream(f.dir / "results" / "t-1" / "tests.json"));
+    std::vector<std::string> names;
+    for (const auto& record : tests["test_records"]) names.push_back(record["testname"]);
+    CHECK(names == std::vector<std::string>{"fetch", "service", "a_one", "b_two"});
+    CHECK(tests["test_suite"]["status"] == "success");
+    std::size_t testcase_stops = 0;
+    for (const auto& event : sink.events()) testcase_stops += event.type == "testcase" && event.event == "stop_section";
+    CHECK(testcase_stops == 2);  // each case once, though seen by the watcher and the final read
+  }
+
+  TEST_CASE("a fetch that fails ends the fetch record with the reason; the task is errored") {
+    Fixture f;
+    f.fetcher.fail_with = "repository not found";
+    const auto payload = f.run(kTask);
+    CHECK(payload.error);
+    const auto tests = nlohmann::json::parse(std::ifstream(f.dir / "results" / "t-1" / "tests.json"));
+    REQUIRE(tests["test_records"].size() == 1);
+    CHECK(tests["test_records"][0]["testname"] == "fetch");
+    CHECK(tests["test_records"][0]["status"] == "error");
+    CHECK(tests["test_records"][0]["test_input"]["repository"] == "https://git.example.com/s.git");
+    CHECK(tests["test_suite"]["status"] == "error");
+    std::ifstream summary(f.dir / "results" / "t-1" / "fetch" / "summary.txt");
+    std::string line;
+    std::getline(summary, line);
+    CHECK(line == "Fetching the submission failed: repository not found.");
+  }
+
+  TEST_CASE("with the results layout off nothing is written there") {
+    Fixture f;
+    f.runner.behaviour = [](const ProcessSpec& spec, ProcessOutcome&) { write_report(spec); };
+    ExecutorSettings settings;
+    settings.service_path = f.dir / "service";
+    settings.results_dir = f.dir / "results";
+    settings.allowed_schemes = f.allowed;
+    settings.results_layout = false;
+    TaskExecutor executor({{"git", &f.fetcher}}, f.runner, settings);
+    auto task = parse_task(kTask);
+    REQUIRE(task.ok());
+    CHECK_FALSE(executor.run(*task, f.dir / "slot", {}).error);
+    CHECK_FALSE(fs::exists(f.dir / "results" / "t-1" / "tests.json"));
   }
 }

@@ -1,0 +1,146 @@
+#include "agent/layout_writer.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "agent/workspace.hpp"
+
+namespace proctor {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Appends `bytes` to `path` (created when missing); a sentence when that fails.
+std::optional<std::string> append_to_file(const fs::path& path, std::string_view bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return "cannot open " + path.string() + ": " + std::strerror(errno);
+  std::optional<std::string> problem;
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      problem = "cannot write " + path.string() + ": " + std::strerror(errno);
+      break;
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return problem;
+}
+
+}  // namespace
+
+LayoutWriter::LayoutWriter(fs::path task_dir, const std::vector<std::string>& reserved) : dir_(std::move(task_dir)) {
+  for (const auto& name : reserved) reserved_.push_back(names_.fresh_testname(name));
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+  if (ec) warn_once("cannot empty " + dir_.string() + ": " + ec.message());
+  fs::create_directories(dir_, ec);
+  if (ec) warn_once("cannot create " + dir_.string() + ": " + ec.message());
+  write_tests_json();
+}
+
+void LayoutWriter::warn_once(const std::string& what) {
+  // Called with mutex_ held or from the constructor.
+  if (warned_) return;
+  warned_ = true;
+  spdlog::warn("results layout {}: {} (further layout problems of this task are not logged)", dir_.string(), what);
+}
+
+void LayoutWriter::write_json_atomically(const fs::path& path, const std::string& text) {
+  if (auto written = write_file_atomically(path, text, Durability::volatile_ok); !written) {
+    warn_once(written.error().message);
+  }
+}
+
+void LayoutWriter::write_tests_json() { write_json_atomically(dir_ / "tests.json", to_tests_json(tests_)); }
+
+void LayoutWriter::write_files(const std::string& testname, const NewRecord& record) {
+  const fs::path folder = dir_ / testname;
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (ec) {
+    warn_once("cannot create " + folder.string() + ": " + ec.message());
+    return;
+  }
+  write_json_atomically(folder / "output.json",
+                        record.output.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  write_json_atomically(folder / "summary.txt", record.summary);
+  // log.txt is created (and only ever appended to), even when there is nothing to say yet.
+  if (auto problem = append_to_file(folder / "log.txt", record.log)) warn_once(*problem);
+}
+
+std::vector<std::string> LayoutWriter::add_records(std::vector<NewRecord> records) {
+  std::vector<std::string> testnames;
+  testnames.reserve(records.size());
+  std::lock_guard lock(mutex_);
+  for (auto& record : records) {
+    const auto reserved = std::find(reserved_.begin(), reserved_.end(), record.name);
+    std::string testname;
+    if (record.phase && reserved != reserved_.end()) {
+      testname = *reserved;  // taken from the start
+    } else {
+      testname = names_.fresh_testname(record.name);
+    }
+    write_files(testname, record);
+    LayoutRecord entry;
+    entry.testname = testname;
+    entry.title = std::move(record.title);
+    entry.status = record.status;
+    entry.test_input = std::move(record.test_input);
+    entry.links = std::move(record.links);
+    tests_.records.push_back(std::move(entry));
+    testnames.push_back(testname);
+  }
+  if (!records.empty()) write_tests_json();
+  return testnames;
+}
+
+std::string LayoutWriter::add_record(NewRecord record) {
+  std::vector<NewRecord> one;
+  one.push_back(std::move(record));
+  return add_records(std::move(one)).front();
+}
+
+fs::path LayoutWriter::log_path(const std::string& testname) const { return dir_ / testname / "log.txt"; }
+
+std::uint64_t LayoutWriter::log_size(const std::string& testname) const {
+  std::error_code ec;
+  const auto size = fs::file_size(log_path(testname), ec);
+  return ec ? 0 : size;
+}
+
+std::uint64_t LayoutWriter::append_log(const std::string& testname, std::string_view bytes) {
+  std::lock_guard lock(mutex_);
+  const std::uint64_t offset = log_size(testname);
+  if (auto problem = append_to_file(log_path(testname), bytes)) warn_once(*problem);
+  return offset;
+}
+
+void LayoutWriter::finish_record(const std::string& testname, RecordStatus status, std::string_view summary,
+                                 const nlohmann::json& output) {
+  std::lock_guard lock(mutex_);
+  const fs::path folder = dir_ / testname;
+  write_json_atomically(folder / "output.json", output.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  write_json_atomically(folder / "summary.txt", std::string(summary));
+  for (auto& record : tests_.records) {
+    if (record.testname == testname) record.status = status;
+  }
+  write_tests_json();
+}
+
+void LayoutWriter::finish(RecordStatus suite_status, std::vector<LayoutLink> suite_links) {
+  std::lock_guard lock(mutex_);
+  tests_.suite_status = suite_status;
+  tests_.suite_links = std::move(suite_links);
+  write_tests_json();
+}
+
+}  // namespace proctor
