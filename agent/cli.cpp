@@ -11,7 +11,6 @@
 #include <thread>
 
 #include <CLI/CLI.hpp>
-#include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -19,7 +18,7 @@
 
 #include "agent/archive_fetcher.hpp"
 #include "agent/daemon.hpp"
-#include "agent/event_server.hpp"
+#include "agent/event_stream_thread.hpp"
 #include "agent/git_fetcher.hpp"
 #include "agent/listen_command.hpp"
 #include "agent/subscribe_command.hpp"
@@ -242,23 +241,14 @@ int run_exec(const Options& options) {
     }
   });
   // The event stream only when asked for (--events-socket), served from a thread of its own.
-  boost::asio::io_context events_io(1);
-  std::unique_ptr<EventServer> events;
-  std::thread events_thread;
+  EventStreamThread events;
   if (options.events && !options.events_socket.empty()) {
-    auto server = EventServer::start(events_io.get_executor(), fs::absolute(options.events_socket));
-    if (!server) {
-      std::cerr << "runner exec: " << server.error().message << "\n";
+    if (auto started = events.start(fs::absolute(options.events_socket)); !started) {
+      std::cerr << "runner exec: " << started.error().message << "\n";
       return exit_usage;
     }
-    events = std::move(server).value();
-    events_thread = std::thread([&events_io] { events_io.run(); });
   }
-  const auto payload = real.executor.run(*task, real.work_dir / "exec", stop.get_token(), events.get());
-  if (events) {
-    events->stop();  // subscribers get every event, then the stream closes and the loop ends
-    events_thread.join();
-  }
+  const auto payload = real.executor.run(*task, real.work_dir / "exec", stop.get_token(), events.sink());
   std::cout << serialize_payload(payload, task->identity) << std::endl;
   return exit_code_for(payload);
 }

@@ -10,6 +10,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -29,6 +30,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "common/event_client.hpp"
+
 namespace proctor {
 
 namespace asio = boost::asio;
@@ -38,9 +41,6 @@ using stream_protocol = asio::local::stream_protocol;
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-
-// sun_path holds 108 bytes with the final NUL.
-constexpr std::size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
 
 // One write takes up to this much of a client's queue: fewer system calls when it lags.
 constexpr std::size_t kMaxBatchLines = 256;
@@ -307,11 +307,7 @@ Result<std::unique_ptr<EventServer>> EventServer::start(asio::any_io_executor ex
                                                         EventServerSettings settings) {
   const std::string path = socket_path.string();
   if (path.empty()) return make_error("the events socket needs a path");
-  if (path.size() > kMaxSocketPath) {
-    return make_error("the events socket path " + path + " is " + std::to_string(path.size()) +
-                      " bytes long; a Unix socket allows " + std::to_string(kMaxSocketPath) +
-                      ": use a shorter work folder");
-  }
+  if (auto fits = check_socket_path(socket_path); !fits.ok()) return fits.error();
   const fs::path folder = socket_path.has_parent_path() ? socket_path.parent_path() : fs::path(".");
   std::error_code fs_error;
   if (!fs::is_directory(folder, fs_error)) {
@@ -332,30 +328,58 @@ Result<std::unique_ptr<EventServer>> EventServer::start(asio::any_io_executor ex
     }
   }
 
+  // The socket is made under a temporary name and renamed into place once it listens, so
+  // whoever finds it at `path` (a subscriber, another agent probing for a stale socket) finds
+  // a listening socket, never a refusing one. The name is this process's own, in the same
+  // folder (rename stays on one file system); the shorter one when the long one does not fit.
+  const std::string pid = std::to_string(::getpid());
+  std::string temporary = path + "." + pid + ".tmp";
+  if (temporary.size() > kMaxUnixSocketPathBytes) temporary = (folder / ("." + pid)).string();
+  if (temporary.size() > kMaxUnixSocketPathBytes) {
+    return make_error("the events socket path " + path +
+                      " leaves no room for a temporary name while it is made; use a shorter "
+                      "work folder");
+  }
+  // Left by an earlier process with our pid: nobody else uses this name.
+  if (::lstat(temporary.c_str(), &info) == 0 && S_ISSOCK(info.st_mode)) {
+    ::unlink(temporary.c_str());
+  }
+
   auto state =
       std::make_shared<State>(asio::make_strand(std::move(executor)), socket_path, settings);
   boost::system::error_code ec;
   auto& acceptor = state->acceptor;
+  const auto fail = [&](const std::string& message) {
+    boost::system::error_code ignored;
+    acceptor.close(ignored);
+    ::unlink(temporary.c_str());
+    return make_error(message);
+  };
   if (acceptor.open(stream_protocol(), ec); ec) {
     return make_error("cannot create the events socket " + path + ": " + ec.message());
   }
-  if (acceptor.bind(stream_protocol::endpoint(path), ec); ec) {
+  if (acceptor.bind(stream_protocol::endpoint(temporary), ec); ec) {
+    acceptor.close(ec);
     return make_error("cannot create the events socket " + path + ": " + ec.message());
   }
   // The file may be wider than 0600 between bind and chmod, but nobody can connect before
-  // listen(): there is no window.
-  if (::chmod(path.c_str(), S_IRUSR | S_IWUSR) != 0 || ::lstat(path.c_str(), &info) != 0) {
-    const std::string reason = std::strerror(errno);
-    acceptor.close(ec);
-    ::unlink(path.c_str());
-    return make_error("cannot make the events socket " + path + " private: " + reason);
+  // listen(), and it gets its public name only after both: there is no window.
+  if (::chmod(temporary.c_str(), S_IRUSR | S_IWUSR) != 0 ||
+      ::lstat(temporary.c_str(), &info) != 0) {
+    return fail("cannot make the events socket " + path + " private: " + std::strerror(errno));
   }
-  state->device = info.st_dev;
+  state->device = info.st_dev;  // rename keeps the inode: stop() recognizes the file by it
   state->inode = info.st_ino;
   if (acceptor.listen(stream_protocol::acceptor::max_listen_connections, ec); ec) {
-    acceptor.close(ec);
-    ::unlink(path.c_str());
-    return make_error("cannot listen on the events socket " + path + ": " + ec.message());
+    return fail("cannot listen on the events socket " + path + ": " + ec.message());
+  }
+  // RENAME_NOREPLACE: an agent that started on the same path since our check keeps it.
+  if (::renameat2(AT_FDCWD, temporary.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
+    if (errno == EEXIST) return fail("another process is already serving events on " + path);
+    // A file system without RENAME_NOREPLACE: the plain rename, which replaces.
+    if (errno != EINVAL || ::rename(temporary.c_str(), path.c_str()) != 0) {
+      return fail("cannot create the events socket " + path + ": " + std::strerror(errno));
+    }
   }
   spawn(state->strand, State::accept_loop(state));
   return std::unique_ptr<EventServer>(new EventServer(std::move(state)));

@@ -1,6 +1,7 @@
 #include "agent/layout_writer.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,9 +18,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Appends `bytes` to `path` (created when missing); a sentence when that fails.
-std::optional<std::string> append_to_file(const fs::path& path, std::string_view bytes) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+// Writes `bytes` to `path` opened with `flags` (created when missing, never through a
+// link); a sentence when that fails.
+std::optional<std::string> write_to_file(const fs::path& path, std::string_view bytes, int flags) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | flags, 0644);
   if (fd < 0) return "cannot open " + path.string() + ": " + std::strerror(errno);
   std::optional<std::string> problem;
   while (!bytes.empty()) {
@@ -39,9 +41,14 @@ std::optional<std::string> append_to_file(const fs::path& path, std::string_view
 
 LayoutWriter::LayoutWriter(fs::path task_dir, const std::vector<std::string>& reserved) : dir_(std::move(task_dir)) {
   for (const auto& name : reserved) reserved_.push_back(names_.fresh_testname(name));
+  // Emptied, not replaced: a listener already following the folder keeps following it.
   std::error_code ec;
-  fs::remove_all(dir_, ec);
-  if (ec) warn_once("cannot empty " + dir_.string() + ": " + ec.message());
+  for (auto it = fs::directory_iterator(dir_, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::error_code remove_ec;
+    fs::remove_all(it->path(), remove_ec);
+    if (remove_ec) warn_once("cannot empty " + dir_.string() + ": " + remove_ec.message());
+  }
+  ec.clear();
   fs::create_directories(dir_, ec);
   if (ec) warn_once("cannot create " + dir_.string() + ": " + ec.message());
   write_tests_json();
@@ -64,17 +71,19 @@ void LayoutWriter::write_tests_json() { write_json_atomically(dir_ / "tests.json
 
 void LayoutWriter::write_files(const std::string& testname, const NewRecord& record) {
   const fs::path folder = dir_ / testname;
-  std::error_code ec;
-  fs::create_directories(folder, ec);
-  if (ec) {
-    warn_once("cannot create " + folder.string() + ": " + ec.message());
+  if (::mkdir(folder.c_str(), 0755) != 0 && errno != EEXIST) {
+    warn_once("cannot create " + folder.string() + ": " + std::strerror(errno));
     return;
   }
-  write_json_atomically(folder / "output.json",
-                        record.output.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-  write_json_atomically(folder / "summary.txt", record.summary);
+  // A new record's files are written in place: no reader looks for them before
+  // tests.json lists the record, which happens after. Later changes replace them atomically.
+  const std::string output = record.output.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  for (const auto& [name, text] : {std::pair{"output.json", std::string_view(output)},
+                                   std::pair{"summary.txt", std::string_view(record.summary)}}) {
+    if (auto problem = write_to_file(folder / name, text, O_TRUNC)) warn_once(*problem);
+  }
   // log.txt is created (and only ever appended to), even when there is nothing to say yet.
-  if (auto problem = append_to_file(folder / "log.txt", record.log)) warn_once(*problem);
+  if (auto problem = write_to_file(folder / "log.txt", record.log, O_APPEND)) warn_once(*problem);
 }
 
 std::vector<std::string> LayoutWriter::add_records(std::vector<NewRecord> records) {
@@ -120,7 +129,7 @@ std::uint64_t LayoutWriter::log_size(const std::string& testname) const {
 std::uint64_t LayoutWriter::append_log(const std::string& testname, std::string_view bytes) {
   std::lock_guard lock(mutex_);
   const std::uint64_t offset = log_size(testname);
-  if (auto problem = append_to_file(log_path(testname), bytes)) warn_once(*problem);
+  if (auto problem = write_to_file(log_path(testname), bytes, O_APPEND)) warn_once(*problem);
   return offset;
 }
 

@@ -36,8 +36,8 @@ struct NewRecord {
 
 class LayoutWriter {
  public:
-  // The layout of one task in `task_dir`, which is emptied (a previous run of the same
-  // task is replaced) and created, with an empty tests.json. `reserved` testnames (the
+  // The layout of one task in `task_dir`, which is created or emptied (a previous run
+  // of the same task is replaced; the folder itself stays), with an empty tests.json. `reserved` testnames (the
   // phases') are kept for records marked `phase`, so a test cannot take them; every
   // other record gets a testname of its own, even when names repeat.
   LayoutWriter(std::filesystem::path task_dir, const std::vector<std::string>& reserved);

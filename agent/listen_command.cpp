@@ -9,11 +9,7 @@
 #include <cstring>
 #include <string>
 
-#include <thread>
-
-#include <boost/asio/io_context.hpp>
-
-#include "agent/event_server.hpp"
+#include "agent/event_stream_thread.hpp"
 #include "agent/layout_listener.hpp"
 #include "common/layout_events.hpp"
 
@@ -46,18 +42,13 @@ int run_listen(const ListenOptions& options) {
     return 3;
   }
   // The event stream, when asked for: served from a thread of its own.
-  boost::asio::io_context events_io(1);
-  std::unique_ptr<EventServer> events;
-  std::thread events_thread;
+  EventStreamThread events;
   if (!options.events_socket.empty()) {
-    auto server = EventServer::start(events_io.get_executor(), options.events_socket);
-    if (!server) {
-      std::fprintf(stderr, "runner listen: %s\n", server.error().message.c_str());
+    if (auto started = events.start(options.events_socket); !started) {
+      std::fprintf(stderr, "runner listen: %s\n", started.error().message.c_str());
       ::close(stop_fd);
       return 2;
     }
-    events = std::move(server).value();
-    events_thread = std::thread([&events_io] { events_io.run(); });
   }
   LayoutEventMapper mapper(std::filesystem::absolute(options.dir).lexically_normal().string());
 
@@ -70,15 +61,11 @@ int run_listen(const ListenOptions& options) {
     line += '\n';
     std::fwrite(line.data(), 1, line.size(), stdout);
     std::fflush(stdout);  // a reader acts on each change as it comes
-    if (events) {
-      for (const auto& event : mapper.events_for(change)) events->publish(event);
+    if (EventSink* sink = events.sink()) {
+      for (const auto& event : mapper.events_for(change)) sink->publish(event);
     }
   });
   ::close(stop_fd);
-  if (events) {
-    events->stop();  // subscribers get every event, then the stream closes and the loop ends
-    events_thread.join();
-  }
   if (!ended) {
     std::fprintf(stderr, "runner listen: %s\n", ended.error().message.c_str());
     return 3;

@@ -36,6 +36,7 @@
 #include <boost/process/v2/start_dir.hpp>
 #include <boost/process/v2/stdio.hpp>
 
+#include "agent/fd.hpp"
 #include "common/result.hpp"
 #include "common/text.hpp"
 
@@ -66,34 +67,6 @@ constexpr auto kKillWait = 10s;
 constexpr std::string_view kDefaultPath = "/bin:/usr/bin";
 
 std::string errno_text(int err) { return std::system_category().message(err); }
-
-// Owns one file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-
-  [[nodiscard]] int get() const { return fd_; }
-  [[nodiscard]] bool valid() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // The child's stdin: /dev/null, or a pipe already holding `data` and closed behind it.
 // The data is written before the child starts; it is small enough for the pipe's buffer

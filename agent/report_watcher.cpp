@@ -20,8 +20,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr uint32_t kFileEvents = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ONLYDIR;
-constexpr uint32_t kAncestorEvents = IN_CREATE | IN_MOVED_TO | IN_ONLYDIR;
+// IN_MASK_ADD: a folder can be both a target and another target's ancestor; a second
+// inotify_add_watch on it must add to its mask, not replace it.
+constexpr uint32_t kFileEvents = IN_MASK_ADD | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+constexpr uint32_t kAncestorEvents = IN_MASK_ADD | IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
 
 }  // namespace
 
@@ -43,7 +45,10 @@ ReportWatcher::ReportWatcher(std::vector<fs::path> patterns, fs::path root, std:
     inotify_fd_ = -1;
     return;
   }
-  arm();
+  do {
+    rearm_needed_ = false;
+    arm();
+  } while (rearm_needed_);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -98,6 +103,8 @@ void ReportWatcher::arm() {
       if (wd >= 0) watched_[wd] = ancestor;
       break;
     }
+    // Made between the look and the watch: nothing would tell, so look again.
+    if (fs::is_directory(dir, ec)) rearm_needed_ = true;
   }
 }
 
@@ -123,7 +130,15 @@ void ReportWatcher::run() {
         continue;
       }
       const auto where = watched_.find(event->wd);
-      if (where == watched_.end() || event->len == 0) continue;
+      if (where == watched_.end()) continue;
+      if ((event->mask & IN_IGNORED) != 0) {
+        // The folder went away (a build tool wiped its reports): wait for it again.
+        armed_targets_.erase(where->second);
+        watched_.erase(where);
+        rearm = true;
+        continue;
+      }
+      if (event->len == 0) continue;
       const std::string name = event->name;
       if ((event->mask & IN_ISDIR) != 0) {
         rearm = true;
@@ -131,7 +146,11 @@ void ReportWatcher::run() {
         on_file_(where->second / name);
       }
     }
-    if (rearm) arm();
+    while (rearm || rearm_needed_) {
+      rearm_needed_ = false;
+      rearm = false;
+      arm();
+    }
   }
 }
 

@@ -47,6 +47,7 @@ class ReportWatcher {
   std::map<int, std::filesystem::path> watched_;  // watch descriptor -> folder
   std::set<std::filesystem::path> armed_targets_;
   std::set<std::filesystem::path> initial_targets_;  // targets that existed at the start
+  bool rearm_needed_ = false;  // a target appeared while arm() was putting watches in place
   int inotify_fd_ = -1;
   int stop_fd_ = -1;
   std::thread thread_;

@@ -14,6 +14,7 @@
 #include "agent/url.hpp"
 #include "agent/workspace.hpp"
 #include "common/file_io.hpp"
+#include "common/json_bounded.hpp"
 #include "common/junit.hpp"
 #include "common/text.hpp"
 
@@ -115,10 +116,10 @@ nlohmann::json kept_outputs(const Task& task, const ServiceSpec& spec, const fs:
     return kept;
   }
   const auto text = read_whole_file(output_file, "the service's output");
-  const nlohmann::json written =
-      text ? nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false) : nlohmann::json(nlohmann::json::value_t::discarded);
+  const nlohmann::json written = text ? parse_json_bounded(*text) : nlohmann::json(nlohmann::json::value_t::discarded);
   if (written.is_discarded() || !written.is_object()) {
-    spdlog::warn("task {}: the service's output.json is not a JSON object; its outputs are ignored", id);
+    spdlog::warn("task {}: the service's output.json is not a JSON object (of at most {} levels); its outputs are ignored",
+                 id, kMaxJsonNesting);
     return kept;
   }
   for (const auto& [key, value] : written.items()) {

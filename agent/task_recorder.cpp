@@ -152,13 +152,26 @@ void TaskRecorder::end_phase(Phase phase, RecordStatus status, const std::string
 
 std::size_t TaskRecorder::add_cases(const fs::path& report_file, const Report& report) {
   std::lock_guard lock(mutex_);
+  // One file reached by two spellings ("out/./a.xml", the watcher's and the glob's) is one file.
+  const std::string file = report_file.lexically_normal().string();
   std::vector<NewRecord> records;
   std::vector<const TestCase*> cases;
+  std::vector<Recorded*> keys;  // where each new case's testname goes
   std::size_t position = 0;
   report.for_each_case([&](const TestSuite& suite, const TestCase& test_case) {
     const std::size_t at = position++;
-    if (!recorded_.emplace(report_file.string(), at, test_case.classname + "\n" + test_case.name).second) return;
+    const auto [seen, added] = recorded_.try_emplace({file, at, test_case.classname + "\n" + test_case.name},
+                                                     Recorded{std::string(), test_case.status});
+    if (!added) {
+      if (seen->second.status != test_case.status && layout_ && !seen->second.testname.empty()) {
+        CaseRecordContent content = case_record(suite, test_case);
+        layout_->finish_record(seen->second.testname, content.status, content.summary, content.output);
+        seen->second.status = test_case.status;
+      }
+      return;
+    }
     cases.push_back(&test_case);
+    keys.push_back(&seen->second);
     if (!layout_) return;
     CaseRecordContent content = case_record(suite, test_case);
     NewRecord record;
@@ -166,7 +179,7 @@ std::size_t TaskRecorder::add_cases(const fs::path& report_file, const Report& r
     record.name = std::move(content.name);
     record.status = content.status;
     record.test_input = std::move(content.test_input);
-    record.links = {{"file://" + report_file.string(), "report"}};
+    record.links = {{"file://" + file, "report"}};
     record.summary = std::move(content.summary);
     record.output = std::move(content.output);
     record.log = std::move(content.log);
@@ -174,7 +187,10 @@ std::size_t TaskRecorder::add_cases(const fs::path& report_file, const Report& r
   });
   if (cases.empty()) return 0;
   std::vector<std::string> testnames;
-  if (layout_) testnames = layout_->add_records(std::move(records));
+  if (layout_) {
+    testnames = layout_->add_records(std::move(records));
+    for (std::size_t i = 0; i < keys.size(); ++i) keys[i]->testname = testnames[i];
+  }
 
   Section& service = phase_section(Phase::service);
   for (std::size_t i = 0; i < cases.size(); ++i) {

@@ -13,7 +13,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -71,7 +70,8 @@ class TaskRecorder {
 
   // The cases of one report file as records and testcase sections under the service
   // phase; cases already recorded from the same file (by position and name) are not
-  // recorded again. Returns how many were new.
+  // recorded again, but a record whose case changed result (the file was rewritten) is
+  // updated, since the last read is the authority. Returns how many were new.
   std::size_t add_cases(const std::filesystem::path& report_file, const Report& report);
 
   // test_suite.status (with `suite_links`) and stop_task (result: the phases' roll-up,
@@ -103,7 +103,12 @@ class TaskRecorder {
   mutable std::mutex mutex_;
   Section task_;
   std::map<Phase, Section> phases_;
-  std::set<std::tuple<std::string, std::size_t, std::string>> recorded_;  // file, position, name
+  struct Recorded {
+    std::string testname;  // empty when the layout is off
+    CaseStatus status;
+  };
+  // By file, position and name: what each recorded case became.
+  std::map<std::tuple<std::string, std::size_t, std::string>, Recorded> recorded_;
   std::size_t cases_ = 0;
   bool task_ended_ = false;
 };

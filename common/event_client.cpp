@@ -22,10 +22,15 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // The first read size; the buffer grows only for a line longer than this.
 constexpr std::size_t kInitialBuffer = 64 * 1024;
 
-// sun_path holds 108 bytes with the final NUL.
-constexpr std::size_t kMaxSocketPath = 107;
-
 }  // namespace
+
+Result<void> check_socket_path(const std::filesystem::path& path) {
+  const std::string text = path.string();
+  if (text.size() <= kMaxUnixSocketPathBytes) return {};
+  return make_error("the events socket path " + text + " is " + std::to_string(text.size()) +
+                    " bytes long; a Unix socket allows " +
+                    std::to_string(kMaxUnixSocketPathBytes) + ": use a shorter work folder");
+}
 
 EventClient::EventClient(asio::any_io_executor executor, std::filesystem::path socket_path)
     : socket_path_(std::move(socket_path)), socket_(std::move(executor)) {}
@@ -38,11 +43,7 @@ void EventClient::cancel() {
 
 asio::awaitable<Result<void>> EventClient::subscribe(Callback callback) {
   const std::string path = socket_path_.string();
-  if (path.size() > kMaxSocketPath) {
-    co_return make_error("the events socket path " + path + " is longer than the " +
-                         std::to_string(kMaxSocketPath) +
-                         " bytes a Unix socket allows; use a shorter path");
-  }
+  if (auto fits = check_socket_path(socket_path_); !fits.ok()) co_return std::move(fits);
   if (cancelled_) co_return Result<void>{};
   if (auto [ec] = co_await socket_.async_connect(stream_protocol::endpoint(path), use_tuple); ec) {
     if (cancelled_) co_return Result<void>{};

@@ -19,6 +19,13 @@ namespace proctor {
 // The longest event line a subscriber accepts (without its '\n').
 inline constexpr std::size_t kMaxEventLineBytes = 1024 * 1024;
 
+// The longest path a Unix socket address holds: sun_path's 108 bytes less the final NUL.
+inline constexpr std::size_t kMaxUnixSocketPathBytes = 107;
+
+// Ok when `path` fits a Unix socket address (kMaxUnixSocketPathBytes); else an error that
+// asks for a shorter path. The agent's server and its subscribers share it.
+Result<void> check_socket_path(const std::filesystem::path& path);
+
 // One subscription to the events socket at a path. Not thread-safe: use it from its
 // executor's thread.
 class EventClient {

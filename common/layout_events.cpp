@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <utility>
 
 namespace proctor {
 
@@ -37,11 +38,22 @@ void LayoutEventMapper::stop_record(const std::string& testname, Record& record,
   out.push_back(std::move(e));
 }
 
+void LayoutEventMapper::flush_pending(const std::string& keep, std::vector<Event>& out) {
+  for (auto& [testname, record] : records_) {
+    if (record.pending_stop.empty() || testname == keep) continue;
+    const std::string status = std::exchange(record.pending_stop, std::string());
+    stop_record(testname, record, status, out);
+  }
+}
+
 std::vector<Event> LayoutEventMapper::events_for(const nlohmann::ordered_json& change) {
   std::vector<Event> out;
   if (ended_ || !change.is_object()) return out;
   const std::string kind = change.value("change", "");
   const std::string testname = change.value("testname", "");
+  // A record's first files follow its "record" line; anything else ends them.
+  const bool own_file = kind == "log" || kind == "summary" || kind == "output";
+  flush_pending(own_file ? testname : std::string(), out);
   if (!started_) {
     started_ = true;
     started_at_ = format_event_time(std::chrono::system_clock::now());
@@ -66,7 +78,7 @@ std::vector<Event> LayoutEventMapper::events_for(const nlohmann::ordered_json& c
     e.starttime = format_event_time(std::chrono::system_clock::now());
     e.logfile = (std::filesystem::path(dir_) / testname / "log.txt").string();
     out.push_back(std::move(e));
-    stop_record(testname, record, change.value("status", ""), out);
+    record.pending_stop = change.value("status", "");
   } else if (kind == "status") {
     if (const auto it = records_.find(testname); it != records_.end()) {
       stop_record(testname, it->second, change.value("to", ""), out);
@@ -79,10 +91,16 @@ std::vector<Event> LayoutEventMapper::events_for(const nlohmann::ordered_json& c
     e.name = it->second.title;
     e.logfile = (std::filesystem::path(dir_) / testname / "log.txt").string();
     const std::string text = change.value("text", "");
-    e.logs = LogSpan{e.logfile, change.value("offset", std::uint64_t{0}), text.size()};
+    // "bytes": the piece's size in the file (its text was made valid UTF-8, which can differ).
+    e.logs = LogSpan{e.logfile, change.value("offset", std::uint64_t{0}), change.value("bytes", std::uint64_t{text.size()})};
     out.push_back(std::move(e));
+  } else if (kind == "suite") {
+    if (const auto status = parse_record_status(change.value("status", ""))) suite_result_ = section_result_of(*status);
   } else if (kind == "end") {
     ended_ = true;
+    // Records that never ended end with the layout.
+    for (auto& [name, record] : records_) stop_record(name, record, "terminated", out);
+    if (suite_result_) results_.push_back(*suite_result_);
     Event e = event("stop_task", "task", task_seq_);
     e.id = dir_;
     e.name = name_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/json_bounded.hpp"
 #include "common/text.hpp"
 
 namespace proctor {
@@ -85,7 +86,8 @@ LayoutChanges LayoutFollower::scan(bool final) {
     // tests.json unchanged (or not readable yet): the records already known still move.
     for (const auto& name : order_) {
       auto& followed = records_.at(name);
-      if (followed.listed) follow_files(followed, final, out);
+      if (followed.listed)
+        follow_files(followed, final, is_final(followed.record.status), out);
     }
     return out;
   }
@@ -149,7 +151,7 @@ void LayoutFollower::apply_record(const LayoutRecord& record, bool final, Layout
     FollowedRecord followed;
     followed.record = record;
     auto& added = records_.emplace(record.testname, std::move(followed)).first->second;
-    follow_files(added, final, out);
+    follow_files(added, final, is_final(record.status), out);
     return;
   }
   FollowedRecord& followed = found->second;
@@ -162,7 +164,7 @@ void LayoutFollower::apply_record(const LayoutRecord& record, bool final, Layout
     followed.record.links = record.links;
   }
   // Files before the status: a record's files are complete before it turns final.
-  follow_files(followed, final, out);
+  follow_files(followed, final, is_final(record.status), out);
   if (followed.record.status != record.status) {
     out.push_back({{"change", "status"},
                    {"testname", record.testname},
@@ -172,10 +174,11 @@ void LayoutFollower::apply_record(const LayoutRecord& record, bool final, Layout
   }
 }
 
-void LayoutFollower::follow_files(FollowedRecord& followed, bool final, LayoutChanges& out) {
+void LayoutFollower::follow_files(FollowedRecord& followed, bool final, bool finished,
+                                  LayoutChanges& out) {
   // Only ever called for a testname that passed is_valid_testname: no '/', no "..".
   const std::string& name = followed.record.testname;
-  follow_log(followed, final, out);
+  follow_log(followed, final, finished, out);
   if (auto summary = read_if_changed(name + "/summary.txt", followed.summary,
                                      limits_.small_file_bytes, final, name, out)) {
     out.push_back({{"change", "summary"}, {"testname", name}, {"text", make_valid_utf8(*summary)}});
@@ -183,13 +186,14 @@ void LayoutFollower::follow_files(FollowedRecord& followed, bool final, LayoutCh
   }
   if (auto output = read_if_changed(name + "/output.json", followed.output,
                                     limits_.small_file_bytes, final, name, out)) {
-    ordered_json value = ordered_json::parse(*output, nullptr, /*allow_exceptions=*/false);
+    ordered_json value = parse_json_bounded<ordered_json>(*output);
     if (value.is_discarded()) {
       // Half written, most likely: wait for the next write, unless this is the last look.
       if (final) {
-        problem_once(
-            name, "output.json of '" + name + "' is not valid JSON at the end; it is not published",
-            out);
+        problem_once(name,
+                     "output.json of '" + name + "' is not valid JSON (of at most " +
+                         std::to_string(kMaxJsonNesting) + " levels) at the end; it is not published",
+                     out);
       }
       return;
     }
@@ -198,7 +202,8 @@ void LayoutFollower::follow_files(FollowedRecord& followed, bool final, LayoutCh
   }
 }
 
-void LayoutFollower::follow_log(FollowedRecord& followed, bool final, LayoutChanges& out) {
+void LayoutFollower::follow_log(FollowedRecord& followed, bool final, bool finished,
+                                LayoutChanges& out) {
   const std::string& name = followed.record.testname;
   const std::string path = name + "/log.txt";
   const auto stamp = reader_.stamp(path);
@@ -206,6 +211,7 @@ void LayoutFollower::follow_log(FollowedRecord& followed, bool final, LayoutChan
     problem_once(name, stamp.error().message, out);
     return;
   }
+  bool at_end = true;  // everything log.txt held when stamped has been read
   if (*stamp) {
     const std::uint64_t size = (*stamp)->size;
     std::uint64_t read_offset = followed.log_offset + followed.log_partial.size();
@@ -226,8 +232,10 @@ void LayoutFollower::follow_log(FollowedRecord& followed, bool final, LayoutChan
         problem_once(name, data.error().message, out);
         return;
       }
-      if (!*data || (*data)->empty())
-        break;  // replaced or cut since stamped: the next scan sees it
+      if (!*data || (*data)->empty()) {
+        at_end = false;  // replaced or cut since stamped: the next scan sees it
+        break;
+      }
       followed.log_partial += **data;
       read_offset += (*data)->size();
       if (const auto newline = followed.log_partial.rfind('\n'); newline != std::string::npos) {
@@ -239,11 +247,14 @@ void LayoutFollower::follow_log(FollowedRecord& followed, bool final, LayoutChan
       }
       if (!final && size > read_offset) {
         behind_ = true;
+        at_end = false;
         break;
       }
     }
   }
-  if (final && !followed.log_partial.empty())
+  // The writer has finished with the record: its partial last line will get no end. Only
+  // when read to the end, or the partial is the middle of a line still to be read.
+  if ((final || (finished && at_end)) && !followed.log_partial.empty())
     publish_log(followed, followed.log_partial.size(), out);
 }
 
@@ -252,6 +263,7 @@ void LayoutFollower::publish_log(FollowedRecord& followed, std::size_t bytes, La
       {{"change", "log"},
        {"testname", followed.record.testname},
        {"offset", followed.log_offset},
+       {"bytes", bytes},
        {"text", make_valid_utf8(std::string_view(followed.log_partial).substr(0, bytes))}});
   followed.log_offset += bytes;
   followed.log_partial.erase(0, bytes);

@@ -4,6 +4,8 @@
 // file system, is in agent/layout_listener; tests use an in-memory one) and turns what
 // changed since the last scan() into change lines: new records, status and info changes,
 // whole-line log deltas, summary and output rewrites, the suite's status, and problems.
+// A log line carries "bytes", the raw byte count of its piece of log.txt ("text" is that
+// piece made valid UTF-8, so its length may differ), for a consumer computing byte spans.
 // No I/O of its own, no threads, no clock.
 
 #include <cstddef>
@@ -69,7 +71,8 @@ class LayoutFollower {
 
   // The changes since the last scan, one JSON object each in the shapes of `runner
   // listen`'s output ({"change":"record",...}). A tests.json that does not parse yet
-  // (half written) changes nothing; a record's files are published before its status.
+  // (half written) changes nothing; a record's files are published before its status, and
+  // a record that turns final gets its partial last log line published before its status.
   LayoutChanges scan();
 
   // One last scan that reads every file whatever its stamp, reads logs to their end,
@@ -102,8 +105,9 @@ class LayoutFollower {
   LayoutChanges scan(bool final);
   std::optional<TestsJson> read_tests_json(bool final, LayoutChanges& out);
   void apply_record(const LayoutRecord& record, bool final, LayoutChanges& out);
-  void follow_files(FollowedRecord& followed, bool final, LayoutChanges& out);
-  void follow_log(FollowedRecord& followed, bool final, LayoutChanges& out);
+  // `finished`: the record is final, so the writer is done with its log.
+  void follow_files(FollowedRecord& followed, bool final, bool finished, LayoutChanges& out);
+  void follow_log(FollowedRecord& followed, bool final, bool finished, LayoutChanges& out);
   void publish_log(FollowedRecord& followed, std::size_t bytes, LayoutChanges& out);
   std::optional<std::string> read_if_changed(const std::string& path, WatchedFile& file,
                                              std::size_t limit, bool final,

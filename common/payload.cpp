@@ -57,14 +57,6 @@ std::optional<int64_t> reported_memory(const TestCase& test_case) {
 
 int64_t to_millis(double seconds) { return std::llround(seconds * 1000.0); }
 
-// Seconds with three decimals, locale independent ("15.866").
-std::string seconds_text(double seconds) {
-  char buffer[64];
-  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, seconds, std::chars_format::fixed, 3);
-  if (ec != std::errc()) return "0.000";
-  return std::string(buffer, end);
-}
-
 // The wire JSON is built in a string buffer that is handed to the stream in large
 // chunks: per-field stream insertion was a third of `runner convert`'s time.
 class WireWriter {

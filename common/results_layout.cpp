@@ -5,6 +5,7 @@
 #include <set>
 #include <utility>
 
+#include "common/json_bounded.hpp"
 #include "common/text.hpp"
 
 namespace proctor {
@@ -188,8 +189,11 @@ std::string to_tests_json(const TestsJson& tests) {
 }
 
 Result<ParsedTestsJson> parse_tests_json(std::string_view text) {
-  const json document = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (document.is_discarded()) return make_error("tests.json is not valid JSON (yet)");
+  const json document = parse_json_bounded(text);
+  if (document.is_discarded()) {
+    return make_error("tests.json is not valid JSON (yet), or nests more than " + std::to_string(kMaxJsonNesting) +
+                      " levels deep");
+  }
   if (!document.is_object()) return make_error("tests.json is not a JSON object");
   ParsedTestsJson parsed;
   if (const auto suite = document.find("test_suite"); suite != document.end()) {
@@ -231,12 +235,6 @@ Result<ParsedTestsJson> parse_tests_json(std::string_view text) {
 }
 
 namespace {
-
-std::string seconds_text(double seconds) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.3f", seconds);
-  return buffer;
-}
 
 RecordStatus record_status_of(CaseStatus status) {
   switch (status) {

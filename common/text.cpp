@@ -259,4 +259,11 @@ std::string safe_folder_name(std::string_view text) {
   return out;
 }
 
+std::string seconds_text(double seconds) {
+  char buffer[64];
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, seconds, std::chars_format::fixed, 3);
+  if (ec != std::errc()) return "0.000";
+  return std::string(buffer, end);
+}
+
 }  // namespace proctor

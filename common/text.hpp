@@ -9,6 +9,9 @@
 
 namespace proctor {
 
+// Seconds with three decimals, locale independent ("15.866").
+std::string seconds_text(double seconds);
+
 // True when `text` is valid UTF-8 (NUL included); the all-ASCII case costs one fast scan.
 bool is_valid_utf8(std::string_view text);
 

@@ -106,11 +106,13 @@ def test_listen_follows_a_layout_step_by_step(tmp_path, listener):
     log = results / "t1" / "log.txt"
     append(log, "line one\nline two\npart")
     read = run.expect(change="log")
-    assert read[-1] == {"change": "log", "testname": "t1", "offset": 0, "text": "line one\nline two\n"}
+    assert read[-1] == {"change": "log", "testname": "t1", "offset": 0, "bytes": 18,
+                       "text": "line one\nline two\n"}
 
     append(log, "ial line\n")
     read = run.expect(change="log")
-    assert read[-1] == {"change": "log", "testname": "t1", "offset": 18, "text": "partial line\n"}
+    assert read[-1] == {"change": "log", "testname": "t1", "offset": 18, "bytes": 13,
+                       "text": "partial line\n"}
     assert [c["change"] for c in read] == ["log"]  # nothing sent twice
 
     records[0]["status"] = "success"

@@ -42,18 +42,30 @@ TEST_SUITE("layout_events") {
     // Already final: a second final status is no second stop.
     CHECK(mapper.events_for(ordered_json{{"change", "status"}, {"testname", "login"}, {"from", "failure"}, {"to", "success"}}).empty());
 
-    // A record that is final when first seen starts and stops at once.
+    // A record that is final when first seen stops after the files read with it.
     events = mapper.events_for(ordered_json{{"change", "record"}, {"testname", "logout"}, {"status", "success"}});
-    REQUIRE(events.size() == 2);
+    REQUIRE(events.size() == 1);
     CHECK(events[0].seq_num == 102);
     CHECK(events[0].name == "logout");  // no title: the testname
-    CHECK(events[1].result == SectionResult::passed);
-
-    events = mapper.events_for(ordered_json{{"change", "end"}, {"reason", "suite finished"}});
+    events = mapper.events_for(
+        ordered_json{{"change", "log"}, {"testname", "logout"}, {"offset", 0}, {"text", "bye\n"}, {"bytes", 4}});
     REQUIRE(events.size() == 1);
-    CHECK(events[0].event == "stop_task");
-    CHECK(events[0].seq_num == 100);
-    CHECK(events[0].result == SectionResult::failed);
+    CHECK(events[0].event == "log");
+    events = mapper.events_for(ordered_json{{"change", "record"}, {"testname", "open"}, {"status", "in_process"}});
+    REQUIRE(events.size() == 2);
+    CHECK(events[0].event == "stop_section");
+    CHECK(events[0].id == "logout");
+    CHECK(events[0].result == SectionResult::passed);
+    CHECK(events[1].event == "start_section");
+
+    CHECK(mapper.events_for(ordered_json{{"change", "suite"}, {"status", "error"}, {"links", ordered_json::array()}}).empty());
+    events = mapper.events_for(ordered_json{{"change", "end"}, {"reason", "signal"}});
+    REQUIRE(events.size() == 2);
+    CHECK(events[0].event == "stop_section");  // "open" never ended: it ends with the layout
+    CHECK(events[0].result == SectionResult::aborted);
+    CHECK(events[1].event == "stop_task");
+    CHECK(events[1].seq_num == 100);
+    CHECK(events[1].result == SectionResult::aborted);
     CHECK(mapper.events_for(ordered_json{{"change", "record"}, {"testname", "late"}, {"status", "success"}}).empty());
   }
 
@@ -63,5 +75,10 @@ TEST_SUITE("layout_events") {
     REQUIRE(events.size() == 3);
     CHECK(events[2].event == "stop_task");
     CHECK(events[2].result == SectionResult::passed);  // nothing failed
+
+    LayoutEventMapper suite_only("/r/suite");
+    suite_only.events_for(ordered_json{{"change", "suite"}, {"status", "failure"}, {"links", ordered_json::array()}});
+    CHECK(suite_only.events_for(ordered_json{{"change", "end"}, {"reason", "suite finished"}}).back().result ==
+          SectionResult::failed);
   }
 }

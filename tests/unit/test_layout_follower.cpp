@@ -112,7 +112,7 @@ TEST_SUITE("layout_follower") {
     changes = follower.scan();
     REQUIRE(changes.size() == 1);
     CHECK(to_change_line(changes[0]) ==
-          R"({"change":"log","testname":"t1","offset":0,"text":"one\ntwo\n"})");
+          R"({"change":"log","testname":"t1","offset":0,"bytes":8,"text":"one\ntwo\n"})");
     CHECK(follower.scan().empty());  // the partial line waits
 
     layout.append("t1/log.txt", "tial\nthr");
@@ -126,18 +126,15 @@ TEST_SUITE("layout_follower") {
                  tests_json(R"({"testname": "t1", "title": "First", "status": "success",
                                              "test_input": {"n": 1}, "links": [{"url": "u", "name": "n"}]})"));
     changes = follower.scan();
-    // Files before the status: a record's files are complete before it turns final.
-    CHECK(kinds(changes) == std::vector<std::string>{"summary", "status"});
+    // Files before the status: a record's files are complete before it turns final, and
+    // the line that will never get its end goes out with them.
+    CHECK(kinds(changes) == std::vector<std::string>{"log", "summary", "status"});
     CHECK(to_change_line(changes[0]) ==
-          R"({"change":"summary","testname":"t1","text":"all good"})");
+          R"({"change":"log","testname":"t1","offset":16,"bytes":3,"text":"thr"})");
     CHECK(to_change_line(changes[1]) ==
+          R"({"change":"summary","testname":"t1","text":"all good"})");
+    CHECK(to_change_line(changes[2]) ==
           R"({"change":"status","testname":"t1","from":"in_process","to":"success"})");
-
-    // The last look publishes the line that never got its end.
-    changes = follower.final_scan();
-    REQUIRE(changes.size() == 1);
-    CHECK(to_change_line(changes[0]) ==
-          R"({"change":"log","testname":"t1","offset":16,"text":"thr"})");
     CHECK(follower.final_scan().empty());
   }
 
@@ -233,7 +230,7 @@ TEST_SUITE("layout_follower") {
     CHECK(changes[0]["testname"] == "t1");
     CHECK(changes[0]["message"].get<std::string>().find("shrank") != std::string::npos);
     CHECK(to_change_line(changes[1]) ==
-          R"({"change":"log","testname":"t1","offset":0,"text":"new\n"})");
+          R"({"change":"log","testname":"t1","offset":0,"bytes":4,"text":"new\n"})");
 
     layout.append("t1/log.txt", "more\n");
     changes = follower.scan();
@@ -394,6 +391,47 @@ TEST_SUITE("layout_follower") {
     CHECK(changes[0]["text"] == "89abc");
   }
 
+  TEST_CASE("a record that turns final gets its partial last log line at once, before its status") {
+    FakeLayout layout;
+    FollowerLimits limits;
+    limits.log_read_bytes = 4;
+    LayoutFollower follower(layout, limits);
+    layout.write("tests.json", tests_json(record("t1", "in_process")));
+    layout.write("t1/log.txt", "one\ntw");
+    auto changes = follower.scan();
+    REQUIRE(kinds(changes) == std::vector<std::string>{"record", "log"});
+    CHECK(changes[1]["text"] == "one\n");
+    CHECK(follower.scan().empty());  // in process: the partial line waits for its end
+
+    layout.append("t1/log.txt", "o");
+    layout.write("tests.json", tests_json(record("t1", "failure")));
+    changes = follower.scan();
+    REQUIRE(kinds(changes) == std::vector<std::string>{"log", "status"});
+    CHECK(to_change_line(changes[0]) ==
+          R"({"change":"log","testname":"t1","offset":4,"bytes":3,"text":"two"})");
+    CHECK(changes[1]["to"] == "failure");
+    CHECK(follower.scan().empty());
+    CHECK(follower.final_scan().empty());  // nothing left for the last look
+
+    // Seen final at once, with a log longer than a read: its partial last line goes out
+    // once the log is read to its end, not a piece cut at the read limit.
+    layout.write("t2/log.txt", "ab\ncdefgh");
+    layout.write("tests.json", tests_json(record("t1", "failure") + "," + record("t2", "success")));
+    changes = follower.scan();
+    REQUIRE(kinds(changes) == std::vector<std::string>{"record", "log"});
+    CHECK(changes[1]["text"] == "ab\n");
+    CHECK(follower.behind());
+    changes = follower.scan();
+    REQUIRE(kinds(changes) == std::vector<std::string>{"log"});
+    CHECK(changes[0]["text"] == "cdef");  // a piece: the line is longer than a read
+    changes = follower.scan();
+    REQUIRE(kinds(changes) == std::vector<std::string>{"log"});
+    CHECK(changes[0]["offset"] == 7);
+    CHECK(changes[0]["text"] == "gh");
+    CHECK_FALSE(follower.behind());
+    CHECK(follower.final_scan().empty());
+  }
+
   TEST_CASE(
       "log text is made valid UTF-8; a refused file and an oversized summary are reported once") {
     FakeLayout layout;
@@ -408,6 +446,7 @@ TEST_SUITE("layout_follower") {
     auto changes = follower.scan();
     REQUIRE(kinds(changes) == std::vector<std::string>{"record", "log", "problem", "problem"});
     CHECK(changes[1]["text"] == "bad \xEF\xBF\xBD byte\n");
+    CHECK(changes[1]["bytes"] == 11);  // the raw bytes: "text" has 13, with the replacement
     CHECK(changes[2]["message"].get<std::string>().find("summary.txt") != std::string::npos);
     CHECK(changes[3]["message"] == "t1/output.json is refused");
     layout.write("t1/summary.txt", "long!");

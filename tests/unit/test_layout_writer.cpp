@@ -148,6 +148,7 @@ TEST_SUITE("task_recorder") {
       const Report report = report_of(kTwoCases);
       CHECK(recorder.add_cases("/r/a.xml", report) == 2);
       CHECK(recorder.add_cases("/r/a.xml", report) == 0);  // seen already
+      CHECK(recorder.add_cases("/r/./a.xml", report) == 0);  // the same file, spelt otherwise
       CHECK(recorder.add_cases("/r/b.xml", report) == 2);  // another file: other cases
       recorder.end_phase(Phase::service, RecordStatus::failure, "1 failed\n");
       recorder.end_task(RecordStatus::failure);
@@ -198,6 +199,21 @@ TEST_SUITE("task_recorder") {
     CHECK(tests.suite_status == RecordStatus::failure);
     CHECK(slurp(dir / "t-9" / "tests_test_calc_test_div" / "summary.txt") ==
           "failed in 0.250 s: ZeroDivisionError\n");
+  }
+
+  TEST_CASE("a report rewritten with another result updates its record: the last read is the authority") {
+    test::TempDir dir;
+    SequenceCounter sequence;
+    TaskRecorder recorder(task_named("t"), dir / "t", nullptr, sequence);
+    recorder.start_task("svc");
+    recorder.start_phase(Phase::service);
+    CHECK(recorder.add_cases("/r/a.xml", report_of(R"(<testsuite><testcase name="a"/></testsuite>)")) == 1);
+    CHECK(recorder.add_cases("/r/a.xml", report_of(
+                                             R"(<testsuite><testcase name="a"><failure message="late"/></testcase></testsuite>)")) == 0);
+    const auto tests = tests_json(dir / "t");
+    REQUIRE(tests.records.size() == 2);
+    CHECK(tests.records[1].status == RecordStatus::failure);
+    CHECK(slurp(dir / "t" / "a" / "summary.txt") == "failed in 0.000 s: late\n");
   }
 
   TEST_CASE("a task stopped half-way still closes every section it opened") {

@@ -58,11 +58,31 @@ TEST_SUITE("report_watcher") {
     fs::rename(dir / "staged.xml", dir / "reports" / "junit.xml");
     CHECK(seen.wait_for(dir / "reports" / "junit.xml"));
     watcher.stop();
-    for (const auto& file : seen.snapshot()) CHECK(file.filename() != "notes.txt");
-    // After stop(), nothing more is reported.
-    const auto before = seen.snapshot().size();
+    // A witness that watches everything: once it has seen the later files, the stopped
+    // watcher would have seen them too had it not stopped.
+    Seen witnessed;
+    ReportWatcher witness({dir / "reports" / "*"}, dir.path(), [&](const fs::path& file) { witnessed.add(file); });
+    write(dir / "reports" / "notes2.txt", "x");
     write(dir / "reports" / "TEST-b.xml", "<testsuite/>");
-    CHECK(seen.snapshot().size() == before);
+    CHECK(witnessed.wait_for(dir / "reports" / "TEST-b.xml"));
+    CHECK(witnessed.wait_for(dir / "reports" / "notes2.txt"));
+    for (const auto& file : seen.snapshot()) {
+      CHECK(file.filename() != "notes.txt");   // not a match
+      CHECK(file.filename() != "TEST-b.xml");  // after stop()
+    }
+  }
+
+  TEST_CASE("a report folder wiped and made again is watched again") {
+    test::TempDir dir;
+    fs::create_directories(dir / "target" / "reports");
+    Seen seen;
+    ReportWatcher watcher({dir / "target" / "reports" / "*.xml"}, dir.path(), [&](const fs::path& file) { seen.add(file); });
+    write(dir / "target" / "reports" / "first.xml", "<testsuite/>");
+    CHECK(seen.wait_for(dir / "target" / "reports" / "first.xml"));
+    fs::remove_all(dir / "target");  // "mvn clean"
+    fs::create_directories(dir / "target" / "reports");
+    write(dir / "target" / "reports" / "second.xml", "<testsuite/>");
+    CHECK(seen.wait_for(dir / "target" / "reports" / "second.xml"));
   }
 
   TEST_CASE("a report folder made while the service runs is found, with the files already in it") {
@@ -78,12 +98,17 @@ TEST_SUITE("report_watcher") {
     CHECK(seen.wait_for(dir / "target" / "surefire-reports" / "TEST-second.xml"));
   }
 
-  TEST_CASE("folders outside the root are not watched for") {
+  TEST_CASE("folders outside the root are not waited for") {
     test::TempDir dir;
     fs::create_directories(dir / "root");
     Seen seen;
     ReportWatcher watcher({dir / "elsewhere" / "x.xml"}, dir / "root", [&](const fs::path& file) { seen.add(file); });
+    Seen witnessed;
+    ReportWatcher witness({dir / "elsewhere" / "x.xml"}, dir.path(), [&](const fs::path& file) { witnessed.add(file); });
+    fs::create_directories(dir / "elsewhere");
+    write(dir / "elsewhere" / "x.xml", "<testsuite/>");
+    CHECK(witnessed.wait_for(dir / "elsewhere" / "x.xml"));  // found from inside its root
     watcher.stop();
-    CHECK(seen.snapshot().empty());
+    CHECK(seen.snapshot().empty());  // not from outside
   }
 }

@@ -197,4 +197,15 @@ TEST_SUITE("results_layout") {
     CHECK(passed.log.empty());
     CHECK_FALSE(passed.test_input.has_value());
   }
+
+  TEST_CASE("tests.json nested past the bound is refused whole, not followed down") {
+    const auto nested = [](int depth) {
+      return R"({"test_records": [{"testname": "a", "status": "success", "test_input": )" + std::string(depth, '[') +
+             std::string(depth, ']') + "}]}";
+    };
+    REQUIRE_OK(parse_tests_json(nested(50)));
+    const auto deep = parse_tests_json(nested(100000));
+    REQUIRE_FALSE(deep.ok());
+    CHECK(deep.error().message.find("levels deep") != std::string::npos);
+  }
 }
