@@ -249,6 +249,7 @@ int run_exec(const Options& options) {
     }
   }
   const auto payload = real.executor.run(*task, real.work_dir / "exec", stop.get_token(), events.sink());
+  real.executor.wait_for_layouts();  // the layout whole, and every event out, before the stream closes
   std::cout << serialize_payload(payload, task->identity) << std::endl;
   return exit_code_for(payload);
 }

@@ -84,6 +84,7 @@ class Agent {
     }
     io_.run();
     workers_.join();
+    executor_.wait_for_layouts();  // nothing may publish to events_ once this object goes
     spool_io_.join();
     return exit_code_;
   }
@@ -106,8 +107,14 @@ class Agent {
         boost::system::error_code ignored;
         signals_.cancel(ignored);
         grace_timer_.cancel();
-        // Subscribers get what is queued for them, then the stream closes.
-        if (events_) events_->stop();
+        // Subscribers get every event (the last ones come with the layouts' last files,
+        // waited for on a worker: it blocks), then the stream closes.
+        if (events_) {
+          asio::post(workers_, [this] {
+            executor_.wait_for_layouts();
+            asio::post(io_, [this] { events_->stop(); });
+          });
+        }
       }
     });
   }

@@ -208,6 +208,12 @@ struct EventServer::State {
         continue;
       }
       auto client = std::make_shared<Client>(std::move(socket));
+      // The first line says "from here on, every event": a subscriber that must not miss
+      // one waits for it before it sets anything going.
+      static const Line hello = std::make_shared<const std::string>(kSubscribedLine);
+      client->queue.push_back(hello);
+      client->queued_events = 1;
+      client->queued_bytes = hello->size();
       self->clients.push_back(client);
       ++self->subscribers;
       spawn(self->strand, write_loop(self, client));

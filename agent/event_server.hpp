@@ -5,6 +5,7 @@
 // would overflow, after one last line
 //   {"event":"dropped","type":"event","seq_num":0,"name":"fell behind by N events"}
 // (written within EventServerSettings::flush_timeout if the socket takes it), then closed.
+// A client's first line is kSubscribedLine: every event published after it is sent.
 
 #include <chrono>
 #include <cstddef>

@@ -39,25 +39,59 @@ std::optional<std::string> write_to_file(const fs::path& path, std::string_view 
 
 }  // namespace
 
-LayoutWriter::LayoutWriter(fs::path task_dir, const std::vector<std::string>& reserved) : dir_(std::move(task_dir)) {
-  for (const auto& name : reserved) reserved_.push_back(names_.fresh_testname(name));
-  // Emptied, not replaced: a listener already following the folder keeps following it.
-  std::error_code ec;
-  for (auto it = fs::directory_iterator(dir_, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
-    std::error_code remove_ec;
-    fs::remove_all(it->path(), remove_ec);
-    if (remove_ec) warn_once("cannot empty " + dir_.string() + ": " + remove_ec.message());
+LayoutWriter::LayoutWriter(fs::path task_dir, SerialWorker* io) : dir_(std::move(task_dir)), io_(io) {}
+
+std::shared_ptr<LayoutWriter> LayoutWriter::open(fs::path task_dir, const std::vector<std::string>& reserved,
+                                                 SerialWorker* io) {
+  std::shared_ptr<LayoutWriter> writer(new LayoutWriter(std::move(task_dir), io));
+  std::lock_guard lock(writer->mutex_);
+  for (const auto& name : reserved) writer->reserved_.push_back(writer->names_.fresh_testname(name));
+  writer->submit([self = writer.get()] {
+    // Emptied, not replaced: a listener already following the folder keeps following it.
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(self->dir_, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      std::error_code remove_ec;
+      fs::remove_all(it->path(), remove_ec);
+      if (remove_ec) self->warn_once("cannot empty " + self->dir_.string() + ": " + remove_ec.message());
+    }
+    ec.clear();
+    fs::create_directories(self->dir_, ec);
+    if (ec) self->warn_once("cannot create " + self->dir_.string() + ": " + ec.message());
+  });
+  writer->submit_tests_json();
+  return writer;
+}
+
+void LayoutWriter::submit(std::function<void()> job) {
+  if (io_ == nullptr) {
+    job();
+    return;
   }
-  ec.clear();
-  fs::create_directories(dir_, ec);
-  if (ec) warn_once("cannot create " + dir_.string() + ": " + ec.message());
-  write_tests_json();
+  ++pending_;
+  // The job holds the writer: it lives until its last write is done.
+  io_->post([self = shared_from_this(), job = std::move(job)] {
+    job();
+    std::lock_guard lock(self->mutex_);
+    if (--self->pending_ == 0) self->flushed_.notify_all();
+  });
+}
+
+void LayoutWriter::submit_tests_json() {
+  submit([this, text = to_tests_json(tests_)] { write_json_atomically(dir_ / "tests.json", text); });
+}
+
+void LayoutWriter::then(std::function<void()> job) {
+  std::lock_guard lock(mutex_);
+  submit(std::move(job));
+}
+
+void LayoutWriter::flush() {
+  std::unique_lock lock(mutex_);
+  flushed_.wait(lock, [this] { return pending_ == 0; });
 }
 
 void LayoutWriter::warn_once(const std::string& what) {
-  // Called with mutex_ held or from the constructor.
-  if (warned_) return;
-  warned_ = true;
+  if (warned_.exchange(true)) return;
   spdlog::warn("results layout {}: {} (further layout problems of this task are not logged)", dir_.string(), what);
 }
 
@@ -66,8 +100,6 @@ void LayoutWriter::write_json_atomically(const fs::path& path, const std::string
     warn_once(written.error().message);
   }
 }
-
-void LayoutWriter::write_tests_json() { write_json_atomically(dir_ / "tests.json", to_tests_json(tests_)); }
 
 void LayoutWriter::write_files(const std::string& testname, const NewRecord& record) {
   const fs::path folder = dir_ / testname;
@@ -90,6 +122,8 @@ std::vector<std::string> LayoutWriter::add_records(std::vector<NewRecord> record
   std::vector<std::string> testnames;
   testnames.reserve(records.size());
   std::lock_guard lock(mutex_);
+  std::vector<std::pair<std::string, NewRecord>> to_write;
+  to_write.reserve(records.size());
   for (auto& record : records) {
     const auto reserved = std::find(reserved_.begin(), reserved_.end(), record.name);
     std::string testname;
@@ -98,17 +132,22 @@ std::vector<std::string> LayoutWriter::add_records(std::vector<NewRecord> record
     } else {
       testname = names_.fresh_testname(record.name);
     }
-    write_files(testname, record);
     LayoutRecord entry;
     entry.testname = testname;
-    entry.title = std::move(record.title);
+    entry.title = record.title;
     entry.status = record.status;
-    entry.test_input = std::move(record.test_input);
-    entry.links = std::move(record.links);
+    entry.test_input = record.test_input;
+    entry.links = record.links;
     tests_.records.push_back(std::move(entry));
+    appended_[testname] = record.log.size();
     testnames.push_back(testname);
+    to_write.emplace_back(testname, std::move(record));
   }
-  if (!records.empty()) write_tests_json();
+  if (to_write.empty()) return testnames;
+  submit([this, to_write = std::move(to_write)] {
+    for (const auto& [testname, record] : to_write) write_files(testname, record);
+  });
+  submit_tests_json();  // after the files: a record's files are there before it is listed
   return testnames;
 }
 
@@ -128,28 +167,34 @@ std::uint64_t LayoutWriter::log_size(const std::string& testname) const {
 
 std::uint64_t LayoutWriter::append_log(const std::string& testname, std::string_view bytes) {
   std::lock_guard lock(mutex_);
-  const std::uint64_t offset = log_size(testname);
-  if (auto problem = write_to_file(log_path(testname), bytes, O_APPEND)) warn_once(*problem);
+  std::uint64_t& appended = appended_[testname];
+  const std::uint64_t offset = appended;
+  appended += bytes.size();
+  submit([this, path = log_path(testname), text = std::string(bytes)] {
+    if (auto problem = write_to_file(path, text, O_APPEND)) warn_once(*problem);
+  });
   return offset;
 }
 
 void LayoutWriter::finish_record(const std::string& testname, RecordStatus status, std::string_view summary,
                                  const nlohmann::json& output) {
   std::lock_guard lock(mutex_);
-  const fs::path folder = dir_ / testname;
-  write_json_atomically(folder / "output.json", output.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-  write_json_atomically(folder / "summary.txt", std::string(summary));
+  submit([this, folder = dir_ / testname, summary = std::string(summary),
+          output = output.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"] {
+    write_json_atomically(folder / "output.json", output);
+    write_json_atomically(folder / "summary.txt", summary);
+  });
   for (auto& record : tests_.records) {
     if (record.testname == testname) record.status = status;
   }
-  write_tests_json();
+  submit_tests_json();
 }
 
 void LayoutWriter::finish(RecordStatus suite_status, std::vector<LayoutLink> suite_links) {
   std::lock_guard lock(mutex_);
   tests_.suite_status = suite_status;
   tests_.suite_links = std::move(suite_links);
-  write_tests_json();
+  submit_tests_json();
 }
 
 }  // namespace proctor

@@ -4,10 +4,18 @@
 // replaced atomically; log.txt is only appended to; a record's files are complete
 // before tests.json shows it with a final status; test_suite.status is written last.
 // Thread-safe: the executor and the report watcher add records at the same time.
-// Writing is best effort: a failure is logged once and never fails the task.
+// The file work can go to a SerialWorker (in order, without the caller waiting for the
+// disk: creating a folder and three files a record is most of the layout's cost); what
+// the layout says is decided at once, in the caller's order. Writing is best effort: a
+// failure is logged once and never fails the task.
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -16,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/serial_worker.hpp"
 #include "common/results_layout.hpp"
 
 namespace proctor {
@@ -34,24 +43,28 @@ struct NewRecord {
   std::string log;                      // log.txt's first bytes
 };
 
-class LayoutWriter {
+class LayoutWriter : public std::enable_shared_from_this<LayoutWriter> {
  public:
   // The layout of one task in `task_dir`, which is created or emptied (a previous run
-  // of the same task is replaced; the folder itself stays), with an empty tests.json. `reserved` testnames (the
-  // phases') are kept for records marked `phase`, so a test cannot take them; every
-  // other record gets a testname of its own, even when names repeat.
-  LayoutWriter(std::filesystem::path task_dir, const std::vector<std::string>& reserved);
+  // of the same task is replaced; the folder itself stays), with an empty tests.json.
+  // `reserved` testnames (the phases') are kept for records marked `phase`, so a test
+  // cannot take them; every other record gets a testname of its own, even when names
+  // repeat. File work runs on `io` when given (the writer lives until it is done), else
+  // at once.
+  static std::shared_ptr<LayoutWriter> open(std::filesystem::path task_dir, const std::vector<std::string>& reserved,
+                                            SerialWorker* io = nullptr);
 
   // Adds records (files first, then one tests.json write); returns their testnames.
   std::vector<std::string> add_records(std::vector<NewRecord> records);
   // Adds one record; returns its testname.
   std::string add_record(NewRecord record);
 
-  // Appends to a record's log.txt; returns the offset the bytes were written at.
+  // Appends to a record's log.txt; returns the offset the bytes go to (counting only
+  // what this writer appended).
   std::uint64_t append_log(const std::string& testname, std::string_view bytes);
-  // A record's log.txt (a process may append to it directly).
+  // A record's log.txt (a process may append to it directly, once flush() has made it).
   [[nodiscard]] std::filesystem::path log_path(const std::string& testname) const;
-  // The size of a record's log.txt now.
+  // The size of a record's log.txt on disk now (after flush() for what this writer wrote).
   [[nodiscard]] std::uint64_t log_size(const std::string& testname) const;
 
   // Replaces a record's summary.txt and output.json, then sets its status in tests.json.
@@ -60,21 +73,34 @@ class LayoutWriter {
   // Sets test_suite.status (and links): the layout's last write.
   void finish(RecordStatus suite_status, std::vector<LayoutLink> suite_links = {});
 
+  // Runs `job` once every write asked for so far is done (an event naming these files).
+  void then(std::function<void()> job);
+  // Waits until every write asked for so far is done.
+  void flush();
+
   // The task's folder.
   [[nodiscard]] const std::filesystem::path& dir() const { return dir_; }
 
  private:
+  LayoutWriter(std::filesystem::path task_dir, SerialWorker* io);
+  // Runs `job` on io_ in order, or at once without one. Called with mutex_ held.
+  void submit(std::function<void()> job);
+  // Queues tests.json as the layout says now. Called with mutex_ held.
+  void submit_tests_json();
   void write_files(const std::string& testname, const NewRecord& record);
   void write_json_atomically(const std::filesystem::path& path, const std::string& text);
-  void write_tests_json();
   void warn_once(const std::string& what);
 
-  std::filesystem::path dir_;
+  const std::filesystem::path dir_;
+  SerialWorker* io_;
   mutable std::mutex mutex_;
+  std::condition_variable flushed_;
+  std::size_t pending_ = 0;  // jobs submitted to io_ and not yet done
   TestnameMap names_;
   std::vector<std::string> reserved_;
   TestsJson tests_;
-  bool warned_ = false;
+  std::map<std::string, std::uint64_t> appended_;  // bytes this writer put in each log.txt
+  std::atomic<bool> warned_{false};
 };
 
 }  // namespace proctor

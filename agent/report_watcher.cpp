@@ -132,8 +132,10 @@ void ReportWatcher::run() {
       const auto where = watched_.find(event->wd);
       if (where == watched_.end()) continue;
       if ((event->mask & IN_IGNORED) != 0) {
-        // The folder went away (a build tool wiped its reports): wait for it again.
+        // The folder went away (a build tool wiped its reports): wait for it again; when
+        // it comes back it is a new folder, whose files are looked at when it is found.
         armed_targets_.erase(where->second);
+        initial_targets_.erase(where->second);
         watched_.erase(where);
         rearm = true;
         continue;

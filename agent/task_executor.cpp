@@ -274,7 +274,7 @@ ResultPayload TaskExecutor::run(const Task& task, const fs::path& slot_dir, std:
                                 EventSink* events) const {
   const fs::path task_results = results_dir_of(task);
   TaskRecorder recorder(task, settings_.results_layout ? std::optional(task_results) : std::nullopt, events,
-                        sequence_);
+                        sequence_, &layout_io_);
   ProcessOutcome outcome;
   auto payload = run_recorded(task, slot_dir, cancel, recorder, outcome);
   recorder.end_task(task_status(payload, &outcome), {{redact_url(task.repository_url), "submission"}});

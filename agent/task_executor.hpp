@@ -13,6 +13,7 @@
 
 #include "agent/fetcher.hpp"
 #include "agent/process_runner.hpp"
+#include "agent/serial_worker.hpp"
 #include "agent/task_recorder.hpp"
 #include "common/events.hpp"
 #include "common/payload.hpp"
@@ -47,6 +48,10 @@ class TaskExecutor {
 
   [[nodiscard]] const ExecutorSettings& settings() const { return settings_; }
 
+  // Waits until the results layouts of the tasks run so far are written (run() returns
+  // before its last layout files are, so that they never hold up a task's result).
+  void wait_for_layouts() const { layout_io_.drain(); }
+
  private:
   // run() with its progress told to `recorder`; `outcome` is the service's end, when it ran.
   ResultPayload run_recorded(const Task& task, const std::filesystem::path& slot_dir, std::stop_token cancel,
@@ -70,6 +75,7 @@ class TaskExecutor {
   ProcessRunner& runner_;
   ExecutorSettings settings_;
   mutable SequenceCounter sequence_;  // section numbers of every task this executor runs
+  mutable SerialWorker layout_io_;    // writes every task's results layout, in order
 };
 
 // The repository kind of a task: its repositoryType, else guessed from the URL.

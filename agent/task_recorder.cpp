@@ -1,5 +1,7 @@
 #include "agent/task_recorder.hpp"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "common/results_layout.hpp"
@@ -30,9 +32,11 @@ SectionResult case_result(const TestCase& test_case) {
 const char* to_string(Phase phase) { return phase == Phase::fetch ? "fetch" : "service"; }
 
 TaskRecorder::TaskRecorder(const Task& task, std::optional<fs::path> layout_dir, EventSink* events,
-                           SequenceCounter& sequence)
+                           SequenceCounter& sequence, SerialWorker* layout_io)
     : task_id_(task.identity.text()), task_name_(task_id_), events_(events), sequence_(sequence) {
-  if (layout_dir) layout_ = std::make_unique<LayoutWriter>(std::move(*layout_dir), std::vector<std::string>{"fetch", "service"});
+  if (layout_dir) {
+    layout_ = LayoutWriter::open(std::move(*layout_dir), std::vector<std::string>{"fetch", "service"}, layout_io);
+  }
   task_.seq = sequence_.take();
   Event init;
   init.event = "init_task";
@@ -53,7 +57,10 @@ TaskRecorder::~TaskRecorder() {
 }
 
 void TaskRecorder::publish(const Event& event) const {
-  if (events_ != nullptr) events_->publish(event);
+  if (events_ == nullptr) return;
+  // After the writes asked for so far: an event never names a file that is not there yet.
+  if (layout_) layout_->then([events = events_, event] { events->publish(event); });
+  else events_->publish(event);
 }
 
 Event TaskRecorder::section_event(const char* kind, const char* type, const Section& section, const std::string& id,
@@ -114,7 +121,9 @@ void TaskRecorder::phase_log(Phase phase, std::string_view line) {
   if (!layout_) return;
   std::string text(line);
   if (text.empty() || text.back() != '\n') text.push_back('\n');
-  layout_->append_log(phase_section(phase).testname.empty() ? to_string(phase) : phase_section(phase).testname, text);
+  Section& section = phase_section(phase);
+  section.log_bytes += text.size();
+  layout_->append_log(section.testname.empty() ? to_string(phase) : section.testname, text);
 }
 
 std::optional<fs::path> TaskRecorder::phase_log_file(Phase phase) const {
@@ -122,6 +131,7 @@ std::optional<fs::path> TaskRecorder::phase_log_file(Phase phase) const {
   if (!layout_) return std::nullopt;
   const auto it = phases_.find(phase);
   if (it == phases_.end() || it->second.testname.empty()) return std::nullopt;
+  layout_->flush();  // the record's folder must be there before a process opens the file
   return layout_->log_path(it->second.testname);
 }
 
@@ -145,7 +155,10 @@ void TaskRecorder::end_phase(Phase phase, RecordStatus status, const std::string
   event.result = result;
   if (layout_) {
     event.logfile = layout_->log_path(section.testname).string();
-    event.logs = LogSpan{event.logfile, 0, layout_->log_size(section.testname)};
+    // The service's log is written by its process (done by now); the others only by us.
+    const std::uint64_t size =
+        phase == Phase::service ? std::max(layout_->log_size(section.testname), section.log_bytes) : section.log_bytes;
+    event.logs = LogSpan{event.logfile, 0, size};
   }
   publish(event);
 }
@@ -157,6 +170,7 @@ std::size_t TaskRecorder::add_cases(const fs::path& report_file, const Report& r
   std::vector<NewRecord> records;
   std::vector<const TestCase*> cases;
   std::vector<Recorded*> keys;  // where each new case's testname goes
+  std::vector<std::uint64_t> log_sizes;  // each new case's log.txt
   std::size_t position = 0;
   report.for_each_case([&](const TestSuite& suite, const TestCase& test_case) {
     const std::size_t at = position++;
@@ -183,6 +197,7 @@ std::size_t TaskRecorder::add_cases(const fs::path& report_file, const Report& r
     record.summary = std::move(content.summary);
     record.output = std::move(content.output);
     record.log = std::move(content.log);
+    log_sizes.push_back(record.log.size());
     records.push_back(std::move(record));
   });
   if (cases.empty()) return 0;
@@ -213,7 +228,7 @@ std::size_t TaskRecorder::add_cases(const fs::path& report_file, const Report& r
     event.event = "stop_section";
     event.runtime = test_case.time;
     event.result = case_result(test_case);
-    if (layout_) event.logs = LogSpan{event.logfile, 0, layout_->log_size(testnames[i])};
+    if (layout_) event.logs = LogSpan{event.logfile, 0, log_sizes[i]};
     publish(event);
     service.children.push_back(*event.result);
   }

@@ -44,10 +44,11 @@ class SequenceCounter {
 
 class TaskRecorder {
  public:
-  // Records `task`: its layout in `layout_dir` when given, its events to `events` when
-  // not null. Publishes init_task.
+  // Records `task`: its layout in `layout_dir` when given (its files written on
+  // `layout_io` when given, else at once), its events to `events` when not null —
+  // after the files they name. Publishes init_task.
   TaskRecorder(const Task& task, std::optional<std::filesystem::path> layout_dir, EventSink* events,
-               SequenceCounter& sequence);
+               SequenceCounter& sequence, SerialWorker* layout_io = nullptr);
   // Ends a task that was not ended (as errored), so that every section is closed.
   ~TaskRecorder();
   TaskRecorder(const TaskRecorder&) = delete;
@@ -61,7 +62,8 @@ class TaskRecorder {
                    std::vector<LayoutLink> links = {});
   // Appends a line to the phase's log.txt.
   void phase_log(Phase phase, std::string_view line);
-  // The phase's log.txt, for a process to append to; nullopt when the layout is off.
+  // The phase's log.txt, for a process to append to (its folder made by then); nullopt
+  // when the layout is off.
   [[nodiscard]] std::optional<std::filesystem::path> phase_log_file(Phase phase) const;
   // The phase's summary, output and final status, and stop_section with its result
   // rolled up with its children's.
@@ -87,6 +89,7 @@ class TaskRecorder {
     std::string testname;  // its record's, when the layout is on
     std::chrono::system_clock::time_point start;
     std::vector<SectionResult> children;
+    std::uint64_t log_bytes = 0;  // what phase_log appended
     bool open = false;
   };
   Event section_event(const char* kind, const char* type, const Section& section, const std::string& id,
@@ -97,7 +100,7 @@ class TaskRecorder {
 
   std::string task_id_;
   std::string task_name_;  // what start_task named (the service); the id until then
-  std::unique_ptr<LayoutWriter> layout_;
+  std::shared_ptr<LayoutWriter> layout_;
   EventSink* events_;
   SequenceCounter& sequence_;
   mutable std::mutex mutex_;

@@ -77,6 +77,7 @@ asio::awaitable<Result<void>> EventClient::subscribe(Callback callback) {
       if (event->event == "dropped" && event->type == "event") {
         co_return make_error("the agent dropped this subscriber: " + event->name);
       }
+      if (event->event == "subscribed" && event->type == "event") continue;  // the greeting
       co_await callback(*event);
       if (cancelled_) co_return Result<void>{};
     }

@@ -19,6 +19,10 @@ namespace proctor {
 // The longest event line a subscriber accepts (without its '\n').
 inline constexpr std::size_t kMaxEventLineBytes = 1024 * 1024;
 
+// The server's first line to a subscriber: from here on, it gets every event. The
+// client takes it in and does not pass it to the callback.
+inline constexpr const char* kSubscribedLine = "{\"event\":\"subscribed\",\"type\":\"event\",\"seq_num\":0}\n";
+
 // The longest path a Unix socket address holds: sun_path's 108 bytes less the final NUL.
 inline constexpr std::size_t kMaxUnixSocketPathBytes = 107;
 

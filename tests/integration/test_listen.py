@@ -180,7 +180,12 @@ def test_listen_publishes_the_layout_on_the_event_stream(tmp_path, listener):
         assert time.monotonic() < deadline and run.proc.poll() is None, "no events socket"
         time.sleep(0.005)
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    client.connect(str(sock))  # connected before the layout has anything in it
+    client.connect(str(sock))
+    client.settimeout(DEADLINE_S)
+    greeting = b""
+    while not greeting.endswith(b"\n"):  # subscribed: every event from here on comes
+        greeting += client.recv(1)
+    assert json.loads(greeting)["event"] == "subscribed"
     try:
         records = [{"testname": "t1", "status": "in_process", "title": "First"}]
         write_atomic(results / "tests.json", layout_json(records))
@@ -191,7 +196,6 @@ def test_listen_publishes_the_layout_on_the_event_stream(tmp_path, listener):
         write_atomic(results / "tests.json", layout_json(records, "failure"))
         run.expect(change="end")
         assert run.wait() == 0
-        client.settimeout(DEADLINE_S)
         out = b""
         while chunk := client.recv(1 << 16):  # the stream closes with the listener
             out += chunk

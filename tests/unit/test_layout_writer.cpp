@@ -55,7 +55,8 @@ constexpr const char* kTwoCases = R"(<testsuite name="calc">
 TEST_SUITE("layout_writer") {
   TEST_CASE("records get folders with output.json, log.txt and summary.txt, listed in tests.json") {
     test::TempDir dir;
-    LayoutWriter writer(dir / "t-1", {"fetch", "service"});
+    auto writer_ptr = LayoutWriter::open(dir / "t-1", {"fetch", "service"});
+    LayoutWriter& writer = *writer_ptr;
     CHECK(tests_json(dir / "t-1").records.empty());  // there from the start, empty
 
     NewRecord record;
@@ -105,16 +106,36 @@ TEST_SUITE("layout_writer") {
     CHECK(entries == 3);  // tests.json, fetch/, fetch-2/
   }
 
+  TEST_CASE("on a worker, the files come in the order asked for, and an event after them") {
+    test::TempDir dir;
+    SerialWorker io;
+    const auto writer = LayoutWriter::open(dir / "t", {}, &io);
+    NewRecord record;
+    record.name = "case";
+    record.status = RecordStatus::success;
+    record.log = "text\n";
+    const std::string testname = writer->add_record(record);
+    bool files_there_first = false;
+    writer->then([&] { files_there_first = fs::exists(dir / "t" / testname / "log.txt"); });
+    CHECK(writer->append_log(testname, "more\n") == 5);  // counted at once
+    writer->finish(RecordStatus::success);
+    writer->flush();
+    CHECK(files_there_first);
+    CHECK(slurp(dir / "t" / testname / "log.txt") == "text\nmore\n");
+    CHECK(tests_json(dir / "t").suite_status == RecordStatus::success);
+  }
+
   TEST_CASE("a new run of the same task replaces the previous layout") {
     test::TempDir dir;
     {
-      LayoutWriter first(dir / "t", {});
+      auto first_ptr = LayoutWriter::open(dir / "t", {});
+      LayoutWriter& first = *first_ptr;
       NewRecord record;
       record.name = "old";
       first.add_record(record);
       first.finish(RecordStatus::success);
     }
-    LayoutWriter second(dir / "t", {});
+    const auto second = LayoutWriter::open(dir / "t", {});
     CHECK_FALSE(fs::exists(dir / "t" / "old"));
     const auto tests = tests_json(dir / "t");
     CHECK(tests.records.empty());
@@ -124,12 +145,12 @@ TEST_SUITE("layout_writer") {
   TEST_CASE("a layout that cannot be written does not stop the caller") {
     test::TempDir dir;
     std::ofstream(dir / "file") << "not a folder";
-    LayoutWriter writer(dir / "file" / "t", {});
+    const auto writer = LayoutWriter::open(dir / "file" / "t", {});
     NewRecord record;
     record.name = "x";
-    CHECK(writer.add_record(record) == "x");
-    writer.append_log("x", "line\n");
-    writer.finish(RecordStatus::success);
+    CHECK(writer->add_record(record) == "x");
+    writer->append_log("x", "line\n");
+    writer->finish(RecordStatus::success);
   }
 }
 

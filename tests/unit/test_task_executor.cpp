@@ -381,6 +381,7 @@ repository:
     auto task = parse_task(kTask);
     REQUIRE(task.ok());
     const auto payload = executor.run(*task, f.dir / "slot", {}, &sink);
+    executor.wait_for_layouts();
     CHECK(seen_while_running);
     CHECK(payload.passed);
     CHECK(payload.cases.size() == 2);
@@ -423,6 +424,7 @@ repository:
     auto task = parse_task(kTask);
     REQUIRE(task.ok());
     CHECK_FALSE(executor.run(*task, f.dir / "slot", {}).error);
+    executor.wait_for_layouts();
     CHECK_FALSE(fs::exists(f.dir / "results" / "t-1" / "tests.json"));
   }
 }
