@@ -4,8 +4,10 @@
 // recording fake can stand in for it in tests.
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -31,42 +33,51 @@ class BackendClient {
   virtual ~BackendClient() = default;
   // Asks for a task (GET get-api).
   virtual boost::asio::awaitable<BackendAnswer> get_task() = 0;
-  // Posts a result payload (POST post-api, JSON).
-  virtual boost::asio::awaitable<BackendAnswer> post_result(std::string body) = 0;
+  // Posts a result payload (POST post-api, JSON); a non-empty `idempotency_key` is sent
+  // as Idempotency-Key, so that the backend records a result delivered twice only once.
+  virtual boost::asio::awaitable<BackendAnswer> post_result(std::string body, std::string idempotency_key = {}) = 0;
   // Aborts what is in flight (shutdown).
   virtual void close() = 0;
 };
+
+class AuthSession;
 
 struct BackendConfig {
   Url base;
   std::string get_api = "/api/task/available";
   std::string post_api = "/api/task/result";
   std::string login_api = "/api/v1/login";
+  std::string refresh_api = "/api/v1/auth/refresh";
   bool auth = false;
   std::string login;
   std::string password;   // never logged
+  std::chrono::seconds refresh_time{240};  // token refresh interval when its exp is unreadable
+  // The login shared with the other clients of this agent (see auth_session.hpp); when
+  // null and auth is on, the client makes a session of its own from the fields above.
+  std::shared_ptr<AuthSession> session;
   std::string runner_id;  // X-Runner-Id: host name + slot
   TlsOptions tls;
-  HttpLimits limits;
+  HttpLimits limits;      // request_timeout: --request-timeout
 };
 
-// The real backend client over HttpClient. With auth on, it logs in before the first
-// call and once more (retrying the call once) when the backend answers 401.
+// The real backend client over HttpClient. With auth on, every call carries the
+// session's token (the session logs in or refreshes first when needed); a 401 renews
+// the token once and retries the call once; a 403 is explained in the log.
 class HttpBackendClient final : public BackendClient {
  public:
   HttpBackendClient(boost::asio::any_io_executor executor, BackendConfig config);
+  ~HttpBackendClient() override;
   boost::asio::awaitable<BackendAnswer> get_task() override;
-  boost::asio::awaitable<BackendAnswer> post_result(std::string body) override;
+  boost::asio::awaitable<BackendAnswer> post_result(std::string body, std::string idempotency_key = {}) override;
   void close() override;
 
  private:
-  boost::asio::awaitable<BackendAnswer> call(HttpRequest request);
-  boost::asio::awaitable<BackendAnswer> exchange(HttpRequest request);
-  boost::asio::awaitable<BackendAnswer> log_in();
+  boost::asio::awaitable<BackendAnswer> call(HttpRequest request, std::string_view api);
+  boost::asio::awaitable<BackendAnswer> exchange(HttpRequest request, std::string authorization);
 
   BackendConfig config_;
   HttpClient http_;
-  std::string authorization_;  // "Bearer <token>" once logged in
+  std::shared_ptr<AuthSession> session_;  // null when auth is off
 };
 
 // User-Agent sent on every request: "proctor-runner/<version>".

@@ -3,8 +3,11 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
@@ -17,6 +20,8 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/archive_fetcher.hpp"
+#include "agent/auth_session.hpp"
+#include "agent/config_file.hpp"
 #include "agent/daemon.hpp"
 #include "agent/event_stream_thread.hpp"
 #include "agent/git_fetcher.hpp"
@@ -42,19 +47,27 @@ struct Options {
   std::string get_api = "/api/task/available";
   std::string post_api = "/api/task/result";
   std::string login_api = "/api/v1/login";
+  std::string refresh_api = "/api/v1/auth/refresh";
+  int refresh_time = 240;
+  double request_timeout = 30;
   bool auth = false;
   std::string login = "dora_explorer";
-  std::string password = "dora_explorer";
+  std::string password = "dora_explorer";  // the reference agent's default; never logged
+  std::string password_file;
+  std::string config;
   std::string ca_file;
   bool insecure = false;
   int concurrent = 1;
   double check_interval = 5;
+  double error_backoff = 1;
+  double max_error_backoff = 60;
   double shutdown_grace = 30;
   bool once = false;
   // Execution.
   std::string work_dir;
   std::string results_dir;
   std::string spool_dir;
+  double spool_max_mb = 1024;
   std::string events_socket;
   bool events = true;
   bool results_layout = true;
@@ -185,20 +198,37 @@ int run_daemon(const Options& options) {
   settings.concurrent = options.once ? 1 : options.concurrent;
   settings.check_interval = milliseconds(static_cast<int64_t>(options.check_interval * 1000));
   settings.shutdown_grace = milliseconds(static_cast<int64_t>(options.shutdown_grace * 1000));
+  settings.error_backoff = std::max(milliseconds(1), milliseconds(static_cast<int64_t>(options.error_backoff * 1000)));
+  settings.max_error_backoff =
+      std::max(settings.error_backoff, milliseconds(static_cast<int64_t>(options.max_error_backoff * 1000)));
+  settings.spool_max_bytes = static_cast<uint64_t>(options.spool_max_mb * 1024 * 1024);
   settings.work_dir = real.work_dir;
   settings.spool_dir = options.spool_dir.empty() ? real.work_dir / "spool" : fs::absolute(options.spool_dir);
   settings.once = options.once;
   if (options.events) settings.events_socket = events_socket_path(options, real.work_dir);
+  // The default events socket lives in the work dir, which a first start has not made yet.
+  std::error_code ignored;  // a failure is reported where the folder is used
+  fs::create_directories(real.work_dir, ignored);
 
   BackendConfig backend;
   backend.base = *url;
   backend.get_api = options.get_api;
   backend.post_api = options.post_api;
   backend.login_api = options.login_api;
+  backend.refresh_api = options.refresh_api;
   backend.auth = options.auth;
   backend.login = options.login;
   backend.password = options.password;
+  backend.refresh_time = std::chrono::seconds(options.refresh_time);
+  // One login for every slot and the spool flusher: a login by one of them would
+  // invalidate the refresh token the others hold (SPEC §2.3).
+  if (options.auth) {
+    backend.session = std::make_shared<AuthSession>(AuthSettings{options.login_api, options.refresh_api, options.login,
+                                                                 options.password, backend.refresh_time});
+  }
   backend.tls = TlsOptions{options.ca_file, options.insecure};
+  backend.limits.request_timeout = milliseconds(static_cast<int64_t>(options.request_timeout * 1000));
+  backend.limits.connect_timeout = std::min(backend.limits.connect_timeout, backend.limits.request_timeout);
   const auto host = host_name();
   auto make_client = [backend, host](boost::asio::any_io_executor ex, int slot) -> std::unique_ptr<BackendClient> {
     auto config = backend;
@@ -223,6 +253,8 @@ int run_exec(const Options& options) {
     return exit_usage;
   }
   RealExecutor real(options);
+  // Descendants that double-fork out of the service's session stay ours to kill and reap.
+  if (auto reaper = become_child_subreaper(); !reaper) spdlog::warn("{}", reaper.error().message);
 
   // SIGINT/SIGTERM cancel the task; a thread waits for them so the task can stop cleanly.
   sigset_t signals;
@@ -334,9 +366,103 @@ int run_verify(const Options& options) {
 // Registers an option that can also come from RUNNER_<NAME> in the environment.
 template <class T>
 CLI::Option* add(CLI::App& app, const std::string& name, T& value, const std::string& help) {
-  std::string env = "RUNNER_";
-  for (char c : name.substr(2)) env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
-  return app.add_option(name, value, help)->envname(env)->capture_default_str();
+  return app.add_option(name, value, help)->envname(env_name_for(name.substr(2)))->capture_default_str();
+}
+
+// Registers a flag ("--name" or "--name,!--no-name") that can also come from RUNNER_<NAME>.
+CLI::Option* add_flag(CLI::App& app, const std::string& names, bool& value, const std::string& help) {
+  const auto first = names.substr(2, names.find(',') - 2);
+  return app.add_flag(names, value, help)->envname(env_name_for(first));
+}
+
+// Options whose values are secrets.
+constexpr std::array<std::string_view, 2> kSecretOptions = {"--password", "--s3-secret-key"};
+
+// The value of `option` in `argument` ("--option=value"), or null when it is not that.
+char* inline_value(char* argument, std::string_view option) {
+  const std::string_view text = argument;
+  if (text.size() > option.size() && text.starts_with(option) && text[option.size()] == '=') {
+    return argument + option.size() + 1;
+  }
+  return nullptr;
+}
+
+// Overwrites with '*' the values of secret options in the process's own argument
+// memory, and returns the secret options the command line gave. Why: /proc/PID/cmdline
+// (what ps shows) is readable by every local user and is read from this very memory;
+// the options are parsed from a copy. It cannot hide the value before the agent starts
+// (nor from the shell's history): hence the warning that recommends --password-file.
+std::vector<std::string_view> hide_secret_arguments(int argc, char** argv) {
+  std::vector<std::string_view> given;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--") break;  // positional arguments follow
+    for (const auto option : kSecretOptions) {
+      char* value = inline_value(argv[i], option);
+      if (value == nullptr && std::string_view(argv[i]) == option && i + 1 < argc) value = argv[++i];
+      if (value != nullptr) {
+        std::memset(value, '*', std::strlen(value));
+        given.push_back(option);
+        break;
+      }
+    }
+  }
+  return given;
+}
+
+// Whether the command line `args` names `option` (as "--option value" or "--option=value").
+bool names_option(const std::vector<std::string>& args, std::string_view option) {
+  for (std::size_t i = 1; i < args.size() && args[i] != "--"; ++i) {
+    const std::string_view arg = args[i];
+    if (arg == option || (arg.size() > option.size() && arg.starts_with(option) && arg[option.size()] == '=')) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Where an option's value came from, lowest first (SPEC §3: command line > RUNNER_* >
+// config file > default).
+enum class Source { none, config_file, environment, command_line };
+
+Source source_of(const std::string& name, const std::vector<std::string>& args,
+                 const std::vector<ConfigSetting>& config) {
+  if (names_option(args, "--" + name)) return Source::command_line;
+  if (const char* env = std::getenv(env_name_for(name).c_str()); env != nullptr && *env != '\0') {
+    return Source::environment;
+  }
+  if (std::any_of(config.begin(), config.end(), [&](const auto& setting) { return setting.name == name; })) {
+    return Source::config_file;
+  }
+  return Source::none;
+}
+
+const char* describe(Source source) {
+  switch (source) {
+    case Source::command_line: return "the command line";
+    case Source::environment: return "the environment";
+    case Source::config_file: return "the config file";
+    case Source::none: break;
+  }
+  return "the defaults";
+}
+
+// The password: --password-file's first line when it comes from a higher place than
+// --password (command line > environment > config file); both from the same place is
+// an error, as the user's intent is unclear.
+Result<void> resolve_password(Options& options, const std::vector<std::string>& args,
+                              const std::vector<ConfigSetting>& config) {
+  if (options.password_file.empty()) return {};
+  const auto file_source = source_of("password-file", args, config);
+  const auto password_source = source_of("password", args, config);
+  if (file_source == password_source) {
+    return make_error(std::string("both --password and --password-file are set in ") + describe(file_source) +
+                      "; give the password one way");
+  }
+  if (file_source < password_source) return {};
+  auto password = read_password_file(options.password_file);
+  if (!password) return make_error("--password-file: " + password.error().message);
+  options.password = std::move(password).value();
+  return {};
 }
 
 }  // namespace
@@ -355,24 +481,39 @@ int run_cli(int argc, char** argv) {
   add(app, "--get-api", options.get_api, "Path of the task request");
   add(app, "--post-api", options.post_api, "Path of the result post");
   add(app, "--login-api", options.login_api, "Path of the login request (with --auth)");
-  app.add_flag("--auth", options.auth, "Log in to the backend")->envname("RUNNER_AUTH");
+  add(app, "--token-refresh-api", options.refresh_api, "Path of the token refresh request (with --auth)");
+  add(app, "--refresh-time", options.refresh_time,
+      "Seconds between token refreshes when the access token's expiry is unreadable (with --auth)")
+      ->check(CLI::Range(1, 365 * 86400));
+  add(app, "--request-timeout", options.request_timeout, "Seconds one HTTP exchange with the backend may take")
+      ->check(CLI::Range(0.001, 86400.0));
+  add_flag(app, "--auth", options.auth, "Log in to the backend");
   add(app, "--login", options.login, "Login name (with --auth)");
-  add(app, "--password", options.password, "Password (with --auth); prefer RUNNER_PASSWORD");
+  // No default shown in --help: it is a password.
+  app.add_option("--password", options.password, "Password (with --auth); prefer --password-file or RUNNER_PASSWORD")
+      ->envname("RUNNER_PASSWORD");
+  add(app, "--password-file", options.password_file, "File whose first line is the password (with --auth)");
+  add(app, "--config", options.config, "YAML file of options (keys: long option names without dashes)");
   add(app, "--ca-file", options.ca_file, "Extra trusted CA certificates (PEM) for https")->check(CLI::ExistingFile);
-  app.add_flag("--insecure", options.insecure, "Do not verify the backend's TLS certificate");
+  add_flag(app, "--insecure", options.insecure, "Do not verify the backend's TLS certificate");
   add(app, "--concurrent", options.concurrent, "Task slots")->check(CLI::Range(1, 256));
   add(app, "--check-interval", options.check_interval, "Seconds between polls when idle")->check(CLI::Range(0.0, 86400.0));
   add(app, "--shutdown-grace", options.shutdown_grace, "Seconds running tasks get to finish on SIGTERM")->check(CLI::NonNegativeNumber);
-  app.add_flag("--once", options.once, "Take one task, run it, exit with its status");
+  add_flag(app, "--once", options.once, "Take one task, run it, exit with its status");
   add(app, "--work-dir", options.work_dir, "Slots' workspaces and caches (default $STATE_DIRECTORY or ~/.local/state/proctor)");
   add(app, "--results-dir", options.results_dir, "Results layout root (default {work-dir}/results)");
   add(app, "--spool-dir", options.spool_dir, "Undelivered results (default {work-dir}/spool)");
+  add(app, "--spool-max-mb", options.spool_max_mb,
+      "Undelivered results above this size stop the agent taking tasks (none is dropped); 0: no cap")
+      ->check(CLI::NonNegativeNumber);
+  add(app, "--error-backoff", options.error_backoff, "Seconds to wait after a failed backend call, doubled per failure")
+      ->check(CLI::PositiveNumber);
+  add(app, "--max-error-backoff", options.max_error_backoff, "Ceiling of the error back-off, in seconds")
+      ->check(CLI::PositiveNumber);
   add(app, "--events-socket", options.events_socket, "The event stream's Unix socket (default {work-dir}/events.sock)");
-  app.add_flag("--events,!--no-events", options.events, "Serve the event stream (on by default)")
-      ->envname("RUNNER_EVENTS");
-  app.add_flag("--results-layout,!--no-results-layout", options.results_layout,
-               "Write each task's results layout under --results-dir (on by default)")
-      ->envname("RUNNER_RESULTS_LAYOUT");
+  add_flag(app, "--events,!--no-events", options.events, "Serve the event stream (on by default)");
+  add_flag(app, "--results-layout,!--no-results-layout", options.results_layout,
+           "Write each task's results layout under --results-dir (on by default)");
   add(app, "--service", options.service, "The default service: a folder with service.yaml, or the YAML file");
   add(app, "--services", options.services, "Folder of named services (a task's 'service' field)");
   add(app, "--timeout", options.timeout, "Default service timeout in seconds")->check(CLI::PositiveNumber);
@@ -381,11 +522,12 @@ int run_cli(int argc, char** argv) {
   add(app, "--max-download-mb", options.max_download_mb, "Largest http/s3 archive downloaded, in MiB")
       ->check(CLI::PositiveNumber);
   add(app, "--s3-access-key", options.s3_access_key, "S3 access key (default $AWS_ACCESS_KEY_ID)");
-  add(app, "--s3-secret-key", options.s3_secret_key, "S3 secret key (default $AWS_SECRET_ACCESS_KEY)");
+  app.add_option("--s3-secret-key", options.s3_secret_key, "S3 secret key (default $AWS_SECRET_ACCESS_KEY)")
+      ->envname("RUNNER_S3_SECRET_KEY");
   add(app, "--s3-region", options.s3_region, "S3 region");
   add(app, "--s3-endpoint", options.s3_endpoint, "S3-compatible store URL, path-style (default: AWS)");
   add(app, "--strip-prefix", options.strip_prefix, "Prefix removed from test classnames");
-  app.add_flag("--skips-pass", options.skips_pass, "Skipped tests do not fail the run");
+  add_flag(app, "--skips-pass", options.skips_pass, "Skipped tests do not fail the run");
   add(app, "--logger-level", options.logger_level, "debug, info, warning, error or critical")
       ->check(CLI::IsMember({"trace", "debug", "info", "warning", "warn", "error", "critical", "off"}));
   add(app, "--logger-output", options.logger_output, "Log file (default: stderr)");
@@ -409,17 +551,53 @@ int run_cli(int argc, char** argv) {
   subscribe->add_option("--filter", options.filters, "field=value: only events that match (repeatable)")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::cerr << "runner: " << e.what() << "\n";
-    return exit_usage;
+  // Parsed from a copy: the secrets are hidden in the process's own arguments at once.
+  const std::vector<std::string> args(argv, argv + argc);
+  const auto secrets_on_command_line = hide_secret_arguments(argc, argv);
+  // Parses `arguments`; an exit code when the run ends here (help, version, an error).
+  const auto parse = [&app](const std::vector<std::string>& arguments,
+                            const std::string& context) -> std::optional<int> {
+    std::vector<const char*> pointers;
+    for (const auto& argument : arguments) pointers.push_back(argument.c_str());
+    try {
+      app.parse(static_cast<int>(pointers.size()), pointers.data());
+    } catch (const CLI::CallForHelp& e) {
+      return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+      return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+      return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+      std::cerr << "runner: " << e.what() << context << "\n";
+      return exit_usage;
+    }
+    return std::nullopt;
+  };
+  if (auto done = parse(args, "")) return *done;
+  // The config file's settings go in as arguments before the command line's (a repeated
+  // option takes its last value) and are left out where RUNNER_<NAME> is set, then all
+  // is parsed again: command line > environment > config file > default.
+  std::vector<ConfigSetting> config;
+  if (!options.config.empty()) {
+    const auto known = [&app](const std::string& name) {
+      if (name == "config" || name == "help" || name == "version") return false;
+      const auto* option = app.get_option_no_throw("--" + name);
+      return option != nullptr;
+    };
+    auto read = read_config_file(options.config, known);
+    if (!read) {
+      std::cerr << "runner: --config: " << read.error().message << "\n";
+      return exit_usage;
+    }
+    config = std::move(read).value();
+    auto with_config = config_arguments(config);
+    if (!with_config.empty()) {
+      with_config.insert(with_config.begin(), args.front());
+      with_config.insert(with_config.end(), args.begin() + 1, args.end());
+      if (auto done = parse(with_config, " (with the settings of the config file " + options.config + ")")) {
+        return *done;
+      }
+    }
   }
   if (options.logger_level == "warning") options.logger_level = "warn";
   try {
@@ -427,6 +605,13 @@ int run_cli(int argc, char** argv) {
   } catch (const spdlog::spdlog_ex& e) {
     std::cerr << "runner: cannot set up logging: " << e.what() << "\n";
     return exit_usage;
+  }
+  for (const auto option : secrets_on_command_line) {
+    const char* instead =
+        option == "--password" ? "--password-file or RUNNER_PASSWORD" : "RUNNER_S3_SECRET_KEY or AWS_SECRET_ACCESS_KEY";
+    spdlog::warn("{} was given on the command line, where other local users can read it (ps, /proc/PID/cmdline) "
+                 "until the agent hides it as it starts; give it with {} instead",
+                 option, instead);
   }
 
   try {
@@ -447,6 +632,10 @@ int run_cli(int argc, char** argv) {
     }
     if (options.backend_url.empty()) {
       std::cerr << "runner: --backend-url is required to run the agent (or use a subcommand; see --help)\n";
+      return exit_usage;
+    }
+    if (auto password = resolve_password(options, args, config); !password) {
+      std::cerr << "runner: " << password.error().message << "\n";
       return exit_usage;
     }
     return run_daemon(options);

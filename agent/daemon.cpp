@@ -20,7 +20,10 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/event_server.hpp"
+#include "agent/process_runner.hpp"
 #include "agent/spool.hpp"
+#include "agent/task_journal.hpp"
+#include "agent/workspace.hpp"
 #include "common/text.hpp"
 
 namespace proctor {
@@ -55,6 +58,7 @@ struct Slot {
 struct SpooledPayload {
   std::string body;
   std::optional<std::filesystem::path> entry;  // unset when the spool could not store it
+  std::optional<int> held_by;  // the slot whose journal record stays until delivery (not spooled)
 };
 
 class Agent {
@@ -62,9 +66,13 @@ class Agent {
   Agent(const DaemonSettings& settings, const TaskExecutor& executor, const BackendClientFactory& make_client)
       : settings_(settings), executor_(executor), make_client_(make_client),
         workers_(static_cast<std::size_t>(settings.concurrent)), signals_(io_, SIGINT, SIGTERM),
-        grace_timer_(io_), spool_(settings.spool_dir), rng_(std::random_device{}()) {}
+        grace_timer_(io_), reaper_timer_(io_), spool_(settings.spool_dir, settings.spool_max_bytes),
+        journal_(settings.work_dir / "journal"), rng_(std::random_device{}()) {}
 
   int run() {
+    if (auto reaper = become_child_subreaper(); !reaper) spdlog::warn("{}", reaper.error().message);
+    recover_held_tasks();
+    schedule_reaping();
     for (int n = 0; n < settings_.concurrent; ++n) {
       slots_.push_back(std::make_unique<Slot>(n, io_.get_executor(), make_client_(io_.get_executor(), n)));
     }
@@ -107,6 +115,8 @@ class Agent {
         boost::system::error_code ignored;
         signals_.cancel(ignored);
         grace_timer_.cancel();
+        reaper_timer_.cancel();
+        asio::post(spool_io_, [] { reap_adopted_zombies(); });
         // Subscribers get every event (the last ones come with the layouts' last files,
         // waited for on a worker: it blocks), then the stream closes.
         if (events_) {
@@ -117,6 +127,61 @@ class Agent {
         }
       }
     });
+  }
+
+  // Tasks a previous run took and never finished (it was killed, or the host went down):
+  // their leftover processes are killed and each is reported as errored, unless its
+  // payload made it into the spool just before the end. Runs before anything else, so
+  // blocking here is fine.
+  void recover_held_tasks() {
+    for (const auto& held : journal_.open()) {
+      const auto task = held.identity.text();
+      if (const int killed = kill_marked_processes(held.cookie); killed > 0) {
+        spdlog::warn("task {}: killed {} process(es) the previous run of the agent left running", task, killed);
+      }
+      if (spool_.holds(identity_key(held.identity))) {
+        journal_.release(held.slot);
+        continue;
+      }
+      spdlog::error("task {} (slot {}, taken {}) never finished: the agent stopped while it ran; reporting it as errored",
+                    task, held.slot, held.taken_at.empty() ? "at an unknown time" : "at " + held.taken_at);
+      const auto payload = error_payload(
+          "The agent stopped (it was killed or its host went down) while this task ran, so the task has no result.",
+          executor_.settings().payload);
+      auto entry = spool_.add(task, serialize_payload(payload, held.identity));
+      if (entry) journal_.release(held.slot);
+      else spdlog::error("task {}: its error payload could not be spooled ({}); trying again at the next start", task,
+                         entry.error().message);
+    }
+  }
+
+  // Orphans re-parented to the agent (a subreaper) that end between tasks are reaped
+  // within a few seconds; the scan runs on the spool thread, off the event loop.
+  void schedule_reaping() {
+    reaper_timer_.expires_after(5s);
+    reaper_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      asio::post(spool_io_, [] { reap_adopted_zombies(); });
+      schedule_reaping();
+    });
+  }
+
+  // True (after saying so, loudly but not on every poll) while the spool is at its cap.
+  bool spool_is_full() {
+    const bool full = spool_.full();
+    const auto now = std::chrono::steady_clock::now();
+    if (full && (!spool_full_since_ || now - last_spool_full_report_ >= 60s)) {
+      spdlog::error("the spool {} holds {:.1f} MiB of undelivered results, its cap is {:.1f} MiB: taking no new tasks "
+                    "until the backend accepts them (nothing is dropped)",
+                    spool_.dir().string(), static_cast<double>(spool_.pending_bytes()) / (1 << 20),
+                    static_cast<double>(spool_.max_bytes()) / (1 << 20));
+      if (!spool_full_since_) spool_full_since_ = now;
+      last_spool_full_report_ = now;
+    } else if (!full && spool_full_since_) {
+      spdlog::info("the spool is below its cap again: taking tasks");
+      spool_full_since_.reset();
+    }
+    return full;
   }
 
   void wait_for_signal() {
@@ -199,15 +264,26 @@ class Agent {
     return std::clamp(milliseconds(*answer.retry_after), backoff, std::max(backoff, settings_.max_error_backoff));
   }
 
+  // An idempotency key for a payload the spool could not keep (no entry name to use).
+  std::string random_key() {
+    std::uniform_int_distribution<uint64_t> bits;
+    return fmt::format("mem-{:016x}{:016x}", bits(rng_), bits(rng_));
+  }
+
   milliseconds error_backoff(int failures) {
-    const int64_t base = 1000LL << std::min(failures, 10);
-    return jittered(std::min(milliseconds(base), settings_.max_error_backoff), 0.25);
+    const auto base = settings_.error_backoff * (int64_t{1} << std::min(failures, 10));
+    return jittered(std::min(base, settings_.max_error_backoff), 0.25);
   }
 
   asio::awaitable<void> slot_loop(Slot& slot) {
     spdlog::info("slot {}: started", slot.index);
     int failures = 0;
     while (!stopping_) {
+      if (spool_is_full()) {
+        slot.state = SlotState::idle;
+        if (!co_await wait(slot.timer, jittered(settings_.check_interval, 0.1))) break;
+        continue;
+      }
       slot.state = SlotState::polling;
       auto answer = co_await slot.client->get_task();
       if (!answer.ok() && answer.status != 404) {
@@ -247,10 +323,12 @@ class Agent {
       if (auto* bad = std::get_if<MalformedTask>(&poll)) {
         spdlog::error("slot {}: the backend sent a malformed task ({}); raw body: {}", slot.index, bad->reason,
                       utf8_truncate(make_valid_utf8(answer.body), 4096));
-        if (bad->identity) {
+        if (bad->identity && !is_duplicate(slot, *bad->identity)) {
+          co_await hold(slot, *bad->identity);
           const auto payload = error_payload("The task is malformed: " + bad->reason + ".", executor_.settings().payload);
           const auto identity = bad->identity->text();
-          co_await deliver(slot, identity, co_await spool_payload(identity, serialize_payload(payload, *bad->identity)));
+          co_await deliver(slot, identity,
+                           co_await spool_payload(identity, serialize_payload(payload, *bad->identity), slot.index));
         }
         if (settings_.once) {
           exit_code_ = exit_usage;
@@ -260,6 +338,7 @@ class Agent {
         continue;
       }
       const auto& task = std::get<Task>(poll);
+      if (is_duplicate(slot, task.identity)) continue;
       co_await run_task(slot, task);
       if (settings_.once) {
         begin_shutdown();
@@ -269,14 +348,43 @@ class Agent {
     slot.state = SlotState::done;
   }
 
+  // A task handed out again that this agent already took (now or before a restart) is not
+  // run twice: its one result is (or was) delivered by the slot that took it first.
+  bool is_duplicate(const Slot& slot, const TaskIdentity& identity) {
+    // Claimed at once, on the event loop: a copy handed to another slot a moment later is
+    // caught even before the journal's write is done.
+    if (journal_.claim(identity_key(identity))) return false;
+    spdlog::warn("slot {}: the backend handed out task {} again; this agent already took it, so it is not run twice",
+                 slot.index, identity.text());
+    return true;
+  }
+
+  std::filesystem::path slot_dir(const Slot& slot) const {
+    return settings_.work_dir / "slots" / std::to_string(slot.index);
+  }
+
+  // Records, durably and before anything runs, that `slot` holds the task.
+  asio::awaitable<void> hold(const Slot& slot, const TaskIdentity& identity) {
+    const auto cookie = process_cookie(slot_dir(slot), identity);
+    auto held = co_await asio::co_spawn(
+        spool_io_, [&]() -> asio::awaitable<Result<void>> { co_return journal_.hold(slot.index, identity, cookie); },
+        asio::use_awaitable);
+    if (!held) {
+      spdlog::error("slot {}: task {} could not be recorded in the journal ({}); if the agent dies while it runs, "
+                    "it will not be reported",
+                    slot.index, identity.text(), held.error().message);
+    }
+  }
+
   asio::awaitable<void> run_task(Slot& slot, const Task& task) {
     spdlog::info("slot {}: took task {} ({}{})", slot.index, task.identity.text(), task.repository_url,
                  task.branch ? " @ " + *task.branch : "");
+    co_await hold(slot, task.identity);
     slot.state = SlotState::running;
     slot.stop = std::stop_source();
     // Taken during shutdown (the poll was in flight): it is answered, as errored.
     if (stopping_) slot.stop.request_stop();
-    const auto slot_dir = settings_.work_dir / "slots" / std::to_string(slot.index);
+    const auto slot_dir = this->slot_dir(slot);
     auto token = slot.stop.get_token();
     // The task runs on a worker (it blocks); its payload comes back here.
     auto payload = co_await asio::co_spawn(
@@ -294,20 +402,29 @@ class Agent {
         asio::use_awaitable);
     if (settings_.once) exit_code_ = exit_code_for(payload);
     const auto identity = task.identity.text();
-    co_await deliver(slot, identity, co_await spool_payload(identity, serialize_payload(payload, task.identity)));
+    co_await deliver(slot, identity,
+                     co_await spool_payload(identity, serialize_payload(payload, task.identity), slot.index));
   }
 
   // Writes the payload to the spool on the spool's thread (fsync never runs on the event
-  // loop, and never waits behind running tasks).
-  asio::awaitable<SpooledPayload> spool_payload(const std::string& identity, std::string body) {
+  // loop, and never waits behind running tasks); once it is there, the slot's journal
+  // record goes. A payload the spool cannot take keeps the record until it is delivered:
+  // if the agent dies first, the next start reports the task as errored.
+  asio::awaitable<SpooledPayload> spool_payload(const std::string& identity, std::string body, int slot) {
     co_return co_await asio::co_spawn(
         spool_io_,
         [&]() -> asio::awaitable<SpooledPayload> {
           SpooledPayload spooled;
+          spooled.held_by = slot;
           auto entry = spool_.add(identity, body);
-          if (entry) spooled.entry = *entry;
-          else spdlog::error("the result of task {} could not be spooled ({}); delivering from memory", identity,
-                             entry.error().message);
+          if (entry) {
+            spooled.entry = *entry;
+            journal_.release(slot);
+            spooled.held_by.reset();
+          } else {
+            spdlog::error("the result of task {} could not be spooled ({}); delivering from memory", identity,
+                          entry.error().message);
+          }
           spooled.body = std::move(body);
           co_return spooled;
         },
@@ -318,22 +435,28 @@ class Agent {
   // is not delivered when the agent stops stays in the spool for the next start.
   asio::awaitable<void> deliver(Slot& slot, const std::string& identity, const SpooledPayload& spooled) {
     slot.state = SlotState::delivering;
-    co_await deliver_spooled(*slot.client, slot.timer, identity, spooled.body, spooled.entry);
+    const bool settled = co_await deliver_spooled(*slot.client, slot.timer, identity, spooled.body, spooled.entry);
+    if (settled && spooled.held_by) asio::post(spool_io_, [this, held = *spooled.held_by] { journal_.release(held); });
   }
 
   asio::awaitable<bool> deliver_spooled(BackendClient& client, asio::steady_timer& timer, const std::string& identity,
                                         const std::string& body, const std::optional<std::filesystem::path>& entry) {
     const auto give_up = [this] { return hard_stopped_ || (stopping_ && shutdown_deadline_passed()); };
+    const std::string key = entry ? entry->stem().string() : random_key();
     for (int attempt = 0;; ++attempt) {
       if (hard_stopped_) break;  // stop at once: the payload is already spooled
-      auto answer = co_await client.post_result(body);
+      // The same key on every attempt, and after a restart (it is the spool entry's name):
+      // a backend that recorded an attempt whose answer was lost knows the retry for one.
+      auto answer = co_await client.post_result(body, key);
       if (answer.ok()) {
         spdlog::info("result of task {} delivered (HTTP {})", identity, answer.status);
         if (entry) asio::post(spool_io_, [this, path = *entry] { spool_.remove(path); });
         co_return true;
       }
+      // 403 is the account's role, not the payload (SPEC §2.3): fixed on the backend, the
+      // same payload goes through, so it is retried like a 5xx.
       const bool final_refusal = answer.status >= 400 && answer.status < 500 && answer.status != 401 &&
-                                 answer.status != 408 && answer.status != 429;
+                                 answer.status != 403 && answer.status != 408 && answer.status != 429;
       if (final_refusal) {
         spdlog::error("the backend rejected the result of task {} (HTTP {}): {}", identity, answer.status,
                       utf8_truncate(make_valid_utf8(answer.body), 2048));
@@ -358,6 +481,15 @@ class Agent {
   }
 
   bool shutdown_deadline_passed() const { return grace_timer_.expiry() <= std::chrono::steady_clock::now(); }
+
+  // The task a spooled payload answers, as logs name it: its identity, else the file.
+  static std::string spooled_task_name(const std::filesystem::path& entry, const std::string& body) {
+    auto key = payload_identity_key(body);
+    if (!key) return entry.filename().string();
+    std::string name = key->substr(key->find(':') + 1);
+    if (name.size() >= 2 && name.front() == '"' && name.back() == '"') name = name.substr(1, name.size() - 2);
+    return name;
+  }
 
   // Delivers payloads a previous run left in the spool.
   asio::awaitable<void> flush_spool() {
@@ -386,7 +518,7 @@ class Agent {
       ~ForgetTimer() { pointer = nullptr; }
     } forget{flusher_timer_};
     for (const auto& [entry, body] : entries) {
-      const bool settled = co_await deliver_spooled(*flusher_client_, timer, entry.filename().string(), body, entry);
+      const bool settled = co_await deliver_spooled(*flusher_client_, timer, spooled_task_name(entry, body), body, entry);
       if (!settled) break;
     }
   }
@@ -401,7 +533,11 @@ class Agent {
   asio::thread_pool spool_io_{1};
   asio::signal_set signals_;
   asio::steady_timer grace_timer_;
+  asio::steady_timer reaper_timer_;
   Spool spool_;
+  TaskJournal journal_;
+  std::optional<std::chrono::steady_clock::time_point> spool_full_since_;
+  std::chrono::steady_clock::time_point last_spool_full_report_;
   std::mt19937 rng_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::unique_ptr<BackendClient> flusher_client_;

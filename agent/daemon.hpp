@@ -4,8 +4,12 @@
 // network I/O runs as coroutines on one Asio thread; blocking work never does.
 // SIGTERM/SIGINT: stop taking tasks, let running ones finish within the shutdown grace,
 // then stop them (posted as errored); a second signal stops at once.
+// Every task taken is recorded in a TaskJournal before it runs: a task handed out twice
+// runs once, and one that a killed agent never finished is reported as errored (and its
+// leftover processes killed) when the agent starts again.
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -20,10 +24,12 @@ namespace proctor {
 struct DaemonSettings {
   int concurrent = 1;                                   // slots
   std::chrono::milliseconds check_interval{5000};       // idle poll interval (jittered)
+  std::chrono::milliseconds error_backoff{1000};        // first wait after a failure, doubled per failure
   std::chrono::milliseconds max_error_backoff{60000};   // ceiling of the error back-off
   std::chrono::milliseconds shutdown_grace{30000};      // how long running tasks may finish
   std::filesystem::path work_dir;                       // slots/ lives here
   std::filesystem::path spool_dir;                      // pending and rejected payloads
+  uint64_t spool_max_bytes = 1ULL << 30;                // full: stop taking tasks (0: no cap)
   std::filesystem::path events_socket;                  // the event stream; empty: none
   bool once = false;                                    // take one task, run it, exit
 };

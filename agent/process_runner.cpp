@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -26,7 +27,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <mutex>
+#include <random>
 #include <system_error>
+#include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <boost/asio/io_context.hpp>
@@ -214,6 +219,35 @@ Result<fs::path> find_program(const ProcessSpec& spec, const fs::path& dir) {
                     std::string(search) + ".");
 }
 
+// A cookie no other run shares: 128 random bits in hex.
+std::string random_cookie() {
+  static thread_local std::mt19937_64 bits{std::random_device{}()};
+  char text[40];
+  std::snprintf(text, sizeof text, "%016llx%016llx", static_cast<unsigned long long>(bits()),
+                static_cast<unsigned long long>(bits()));
+  return text;
+}
+
+// The service leaders a run() is waiting for. reap_adopted_zombies must leave them alone
+// (run() reads their exit status), and a leader can exit before launch() returns, so
+// launch() forks and registers under the lock the reaper takes. Process-wide, like the
+// kernel's list of our children it mirrors.
+struct LeaderRegistry {
+  std::mutex mutex;
+  std::unordered_set<pid_t> leaders;
+};
+
+LeaderRegistry& leader_registry() {
+  static LeaderRegistry registry;
+  return registry;
+}
+
+void forget_leader(pid_t pid) {
+  auto& registry = leader_registry();
+  const std::lock_guard lock(registry.mutex);
+  registry.leaders.erase(pid);
+}
+
 // Waits for a child the launcher forked but could not hand over, killing it first when
 // it may have started.
 void reap_failed_child(pid_t pid, bool kill_first) {
@@ -225,16 +259,21 @@ void reap_failed_child(pid_t pid, bool kill_first) {
 
 // Starts the program with Boost.Process v2 and returns its pid; the process object is
 // detached (its handle only owns a pidfd: dropping it neither kills nor reaps).
-Result<pid_t> launch(const fs::path& program, const ProcessSpec& spec, const fs::path& dir,
-                     int in, int out, int err) {
+Result<pid_t> launch(const fs::path& program, const ProcessSpec& spec, const std::string& cookie_entry,
+                     const fs::path& dir, int in, int out, int err) {
   const std::vector<std::string> args(spec.argv.begin() + 1, spec.argv.end());
   std::vector<std::string> env;
-  env.reserve(spec.env.size());
-  for (const auto& [key, value] : spec.env) env.push_back(key + "=" + value);
+  env.reserve(spec.env.size() + 1);
+  for (const auto& [key, value] : spec.env) {
+    if (key != kCookieVariable) env.push_back(key + "=" + value);
+  }
+  env.push_back(cookie_entry);
 
   boost::asio::io_context context;
   bp::posix::default_launcher launcher;
   bp::error_code ec;
+  auto& registry = leader_registry();
+  const std::lock_guard lock(registry.mutex);
   try {
     auto process = launcher(context.get_executor(), ec, bp::filesystem::path(program.native()),
                             args, ChildSession{}, bp::process_stdio{in, out, err},
@@ -248,6 +287,7 @@ Result<pid_t> launch(const fs::path& program, const ProcessSpec& spec, const fs:
     const pid_t pid = process.id();
     auto handle = process.detach();
     (void)handle;
+    registry.leaders.insert(pid);
     return pid;
   } catch (const std::exception& e) {
     // Thrown after the fork (no pidfd support in the kernel, say): the child may run.
@@ -260,10 +300,12 @@ Result<pid_t> launch(const fs::path& program, const ProcessSpec& spec, const fs:
 
 struct ProcInfo {
   pid_t pid = 0;
+  pid_t parent = 0;
   pid_t group = 0;
   pid_t session = 0;
   char state = '?';
   int64_t rss_pages = 0;
+  uint64_t start_time = 0;  // in clock ticks since boot: tells a reused pid from the old one
 };
 
 std::optional<ProcInfo> read_proc_stat(pid_t pid) {
@@ -295,53 +337,161 @@ std::optional<ProcInfo> read_proc_stat(pid_t pid) {
   ProcInfo info;
   info.pid = pid;
   info.state = fields[0].empty() ? '?' : fields[0][0];
+  info.parent = static_cast<pid_t>(number(fields[1]));
   info.group = static_cast<pid_t>(number(fields[2]));
   info.session = static_cast<pid_t>(number(fields[3]));
+  info.start_time = static_cast<uint64_t>(number(fields[19]));
   info.rss_pages = number(fields[21]);
   return info;
 }
 
 bool is_dead(char state) { return state == 'Z' || state == 'X' || state == 'x'; }
 
-// Finds the live (not zombie) members of one session, the leader included while it
-// lives. A process outside the session can never join it (setsid only makes new
-// sessions; a child inherits its parent's), so a sampling scan skips pids it already saw
-// outside and reads only members and new pids; a full scan reads every pid (used before
-// deciding to kill, where a pid reused between two scans must not hide a member).
-class SessionScanner {
+// What reading a process's environment told.
+enum class Carries { yes, no, unknown };
+
+// Whether the environment of `pid` holds the entry `entry` exactly. A process of another
+// user has no readable environment: no. An empty read is `unknown`: a process in the
+// middle of execve shows an empty environment until the new image has set it up.
+Carries carries_entry(pid_t pid, std::string_view entry) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/environ", static_cast<int>(pid));
+  const Fd file(::open(path, O_RDONLY | O_CLOEXEC));
+  if (!file.valid()) return Carries::no;
+  // Environments are small; a bound keeps a hostile one from costing us memory.
+  constexpr std::size_t kMaxEnvironBytes = 1 << 20;
+  std::string text;
+  std::array<char, 8192> buffer{};
+  while (text.size() < kMaxEnvironBytes) {
+    const ssize_t size = ::read(file.get(), buffer.data(), buffer.size());
+    if (size < 0 && errno == EINTR) continue;
+    if (size < 0) return Carries::no;
+    if (size == 0) break;
+    text.append(buffer.data(), static_cast<std::size_t>(size));
+  }
+  if (text.empty()) return Carries::unknown;
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    const auto end = rest.find('\0');
+    if (rest.substr(0, end) == entry) return Carries::yes;
+    if (end == std::string_view::npos) break;
+    rest.remove_prefix(end + 1);
+  }
+  return Carries::no;
+}
+
+// Kernel threads have no environment and are never anyone's descendants.
+bool is_kernel_thread(const ProcInfo& info) { return info.pid == 2 || info.parent == 2; }
+
+// Reaps `info` when it is a zombie child of ours that no run() waits for: an orphan of a
+// service tree re-parented to us, the subreaper.
+void reap_if_adopted_zombie(const ProcInfo& info) {
+  if (!is_dead(info.state) || info.parent != ::getpid()) return;
+  auto& registry = leader_registry();
+  const std::lock_guard lock(registry.mutex);
+  if (registry.leaders.contains(info.pid)) return;
+  ::waitpid(info.pid, nullptr, WNOHANG);
+}
+
+// Calls `visit` with the stat of every process in /proc.
+template <class Visit>
+void for_each_process(Visit&& visit) {
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return;
+  while (const dirent* entry = ::readdir(proc)) {
+    char* end = nullptr;
+    const long number = std::strtol(entry->d_name, &end, 10);
+    if (number <= 0 || end == nullptr || *end != '\0') continue;
+    visit(static_cast<pid_t>(number));
+  }
+  ::closedir(proc);
+}
+
+// Finds the live members of one service tree: its session (the leader included while it
+// lives) and, through the cookie in their environment, the descendants that left it
+// (setsid after a double fork). Dead members that are our children (orphans re-parented
+// to the subreaper) are reaped on the way. A sampling scan skips pids it already saw
+// outside the tree; a full scan reads every pid (used before deciding to kill, where a
+// pid reused between two scans must not hide a member), but reads the environment of an
+// outsider again only when its pid was reused (another start time).
+class TreeScanner {
  public:
-  explicit SessionScanner(pid_t sid) : sid_(sid) {}
+  TreeScanner(pid_t sid, std::string cookie_entry) : sid_(sid), cookie_entry_(std::move(cookie_entry)) {}
 
   std::vector<ProcInfo> scan(bool full) {
     std::vector<ProcInfo> members;
-    std::unordered_set<pid_t> outsiders;
-    DIR* proc = ::opendir("/proc");
-    if (proc == nullptr) return members;
-    while (const dirent* entry = ::readdir(proc)) {
-      char* end = nullptr;
-      const long number = std::strtol(entry->d_name, &end, 10);
-      if (number <= 0 || end == nullptr || *end != '\0') continue;
-      const auto pid = static_cast<pid_t>(number);
-      if (!full && outsiders_.contains(pid)) {
-        outsiders.insert(pid);
-        continue;
+    std::unordered_map<pid_t, uint64_t> outsiders;
+    undecided_ = false;
+    for_each_process([&](pid_t pid) {
+      const auto seen_outside = outsiders_.find(pid);
+      if (!full && seen_outside != outsiders_.end()) {
+        outsiders.emplace(pid, seen_outside->second);
+        return;
       }
       const auto info = read_proc_stat(pid);
-      if (!info) continue;
-      if (info->session != sid_ && info->group != sid_) {
-        outsiders.insert(pid);
-      } else if (!is_dead(info->state)) {
-        members.push_back(*info);
+      if (!info) return;
+      const bool in_session = info->session == sid_ || info->group == sid_;
+      bool ours = in_session;
+      if (!ours) {
+        // A zombie's environment is unreadable: an escaped member is remembered by pid and
+        // start time once found.
+        const auto known = escaped_.find(pid);
+        if (known != escaped_.end() && known->second == info->start_time) {
+          ours = true;
+        } else if (seen_outside == outsiders_.end() || seen_outside->second != info->start_time) {
+          ours = is_marked(*info);
+          if (!ours && undecided(*info)) return;  // not an outsider yet: read again next scan
+        }
       }
-    }
-    ::closedir(proc);
+      if (!ours) {
+        outsiders.emplace(pid, info->start_time);
+        return;
+      }
+      if (!in_session) escaped_[pid] = info->start_time;
+      if (is_dead(info->state)) {
+        if (pid != sid_) reap_if_adopted_zombie(*info);
+        return;
+      }
+      members.push_back(*info);
+    });
     outsiders_ = std::move(outsiders);
     return members;
   }
 
+  // True when the last scan met a process whose environment could not be read yet (it
+  // was in execve): it may still turn out to be a member, so the tree is not known empty.
+  [[nodiscard]] bool undecided() const { return undecided_; }
+
  private:
+  bool is_marked(const ProcInfo& info) {
+    if (cookie_entry_.empty() || is_dead(info.state) || is_kernel_thread(info)) return false;
+    const Carries carries = carries_entry(info.pid, cookie_entry_);
+    if (carries != Carries::unknown) {
+      empty_reads_.erase(info.pid);
+      return carries == Carries::yes;
+    }
+    ++empty_reads_[info.pid];
+    return false;
+  }
+
+  // A process whose environment read empty is looked at again for a few scans (an exec
+  // ends within them); one that stays empty (started with an empty environment) is an
+  // outsider after that.
+  bool undecided(const ProcInfo& info) {
+    const auto reads = empty_reads_.find(info.pid);
+    if (reads == empty_reads_.end() || reads->second > kEmptyEnvironReads) return false;
+    undecided_ = true;
+    return true;
+  }
+
+  static constexpr int kEmptyEnvironReads = 20;
+
   pid_t sid_;
-  std::unordered_set<pid_t> outsiders_;
+  std::string cookie_entry_;
+  std::unordered_map<pid_t, uint64_t> outsiders_;  // pid -> start time
+  std::unordered_map<pid_t, uint64_t> escaped_;    // members outside the session: pid -> start time
+  std::unordered_map<pid_t, int> empty_reads_;     // pid -> environment reads that came back empty
+  bool undecided_ = false;
 };
 
 // Signals the process group, then each member that moved to another group.
@@ -356,19 +506,21 @@ void signal_session(pid_t sid, const std::vector<ProcInfo>& members, int sig) {
 // that no exception leaves a service or a zombie behind.
 class SessionGuard {
  public:
-  explicit SessionGuard(pid_t pid) : pid_(pid) {}
+  SessionGuard(pid_t pid, std::string cookie_entry) : pid_(pid), cookie_entry_(std::move(cookie_entry)) {}
   SessionGuard(const SessionGuard&) = delete;
   SessionGuard& operator=(const SessionGuard&) = delete;
   ~SessionGuard() {
     if (released_) return;
-    signal_session(pid_, SessionScanner(pid_).scan(true), SIGKILL);
+    signal_session(pid_, TreeScanner(pid_, cookie_entry_).scan(true), SIGKILL);
     while (::waitpid(pid_, nullptr, 0) == -1 && errno == EINTR) {
     }
+    forget_leader(pid_);
   }
   void release() { released_ = true; }
 
  private:
   pid_t pid_;
+  std::string cookie_entry_;
   bool released_ = false;
 };
 
@@ -528,7 +680,8 @@ ProcessOutcome PosixProcessRunner::run(const ProcessSpec& spec, std::stop_token 
   if (!input) return not_started(input.error().message);
   Fd stdin_fd = std::move(input).value();
 
-  const auto launched = launch(*program, spec, dir, stdin_fd.get(), out_pipe->write.get(),
+  const std::string cookie_entry = std::string(kCookieVariable) + "=" + (spec.cookie.empty() ? random_cookie() : spec.cookie);
+  const auto launched = launch(*program, spec, cookie_entry, dir, stdin_fd.get(), out_pipe->write.get(),
                                err_pipe->write.get());
   stdin_fd.reset();
   out_pipe->write.reset();
@@ -536,7 +689,7 @@ ProcessOutcome PosixProcessRunner::run(const ProcessSpec& spec, std::stop_token 
   if (!launched) return not_started(launched.error().message);
   const pid_t pid = *launched;
   outcome.started = true;
-  SessionGuard guard(pid);
+  SessionGuard guard(pid, cookie_entry);
 
   OutputSink sink(spec, std::move(log));
   std::array<Fd, 2> streams{std::move(out_pipe->read), std::move(err_pipe->read)};
@@ -559,7 +712,7 @@ ProcessOutcome PosixProcessRunner::run(const ProcessSpec& spec, std::stop_token 
   Clock::time_point term_at;
   Clock::time_point kill_at;
   auto next_scan = Clock::now();
-  SessionScanner scanner(pid);
+  TreeScanner scanner(pid, cookie_entry);
 
   while (true) {
     // Sleep until output, the leader's exit, a cancel, or the next scan or deadline.
@@ -599,7 +752,7 @@ ProcessOutcome PosixProcessRunner::run(const ProcessSpec& spec, std::stop_token 
     int64_t pages = 0;
     for (const auto& member : members) pages += member.rss_pages;
     peak_pages = std::max(peak_pages, pages);
-    if (leader_gone && members.empty()) break;
+    if (leader_gone && members.empty() && !scanner.undecided()) break;
 
     if (stopping) {
       next_scan = now + kStopTick;
@@ -649,6 +802,7 @@ ProcessOutcome PosixProcessRunner::run(const ProcessSpec& spec, std::stop_token 
     reaped = ::wait4(pid, &status, 0, &usage);
   } while (reaped == -1 && errno == EINTR);
   guard.release();
+  forget_leader(pid);
   if (reaped == pid) {
     if (WIFEXITED(status)) outcome.exit_code = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) outcome.term_signal = WTERMSIG(status);
@@ -658,6 +812,49 @@ ProcessOutcome PosixProcessRunner::run(const ProcessSpec& spec, std::stop_token 
   outcome.output_tail = sink.tail();
   outcome.wall = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_at);
   return outcome;
+}
+
+Result<void> become_child_subreaper() {
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1UL, 0UL, 0UL, 0UL) != 0) {
+    return make_error("Cannot become a child subreaper (prctl PR_SET_CHILD_SUBREAPER): " + errno_text(errno) +
+                      "; a service process that double-forks away may outlive its task.");
+  }
+  return {};
+}
+
+int reap_adopted_zombies() {
+  int reaped = 0;
+  const pid_t self = ::getpid();
+  for_each_process([&](pid_t pid) {
+    const auto info = read_proc_stat(pid);
+    if (!info || info->parent != self || !is_dead(info->state)) return;
+    auto& registry = leader_registry();
+    const std::lock_guard lock(registry.mutex);
+    if (registry.leaders.contains(pid)) return;
+    if (::waitpid(pid, nullptr, WNOHANG) == pid) ++reaped;
+  });
+  return reaped;
+}
+
+int kill_marked_processes(std::string_view cookie, std::chrono::milliseconds patience) {
+  if (cookie.empty()) return 0;
+  const std::string entry = std::string(kCookieVariable) + "=" + std::string(cookie);
+  const auto give_up_at = Clock::now() + patience;
+  std::unordered_set<pid_t> signalled;
+  while (true) {
+    int alive = 0;
+    for_each_process([&](pid_t pid) {
+      if (pid == ::getpid() || carries_entry(pid, entry) != Carries::yes) return;
+      ++alive;
+      signalled.insert(pid);
+      ::kill(pid, SIGKILL);
+    });
+    reap_adopted_zombies();
+    if (alive == 0 || Clock::now() >= give_up_at) break;
+    // SIGKILL takes effect when the process is next scheduled; look again shortly.
+    std::this_thread::sleep_for(kStopTick);
+  }
+  return static_cast<int>(signalled.size());
 }
 
 }  // namespace proctor

@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/result.hpp"
+
 namespace proctor {
 
 // The largest ProcessSpec::stdin_data: what any pipe buffer holds (POSIX PIPE_BUF).
@@ -34,7 +36,15 @@ struct ProcessSpec {
   std::string stdin_data;
   // Called with each complete output line (no newline), on the runner's thread.
   std::function<void(std::string_view line)> on_line;
+  // Marks every process of the tree: passed as PROCTOR_TASK_COOKIE in the environment,
+  // which descendants inherit, so one that leaves the session (setsid after a double
+  // fork) is still found, stopped and reaped; and a restarted agent can find what a
+  // killed one left running (kill_marked_processes). Empty: a fresh random one.
+  std::string cookie;
 };
+
+// The environment variable that carries ProcessSpec::cookie.
+inline constexpr const char* kCookieVariable = "PROCTOR_TASK_COOKIE";
 
 struct ProcessOutcome {
   bool started = false;
@@ -63,5 +73,19 @@ class PosixProcessRunner final : public ProcessRunner {
  public:
   ProcessOutcome run(const ProcessSpec& spec, std::stop_token cancel) override;
 };
+
+// Makes this process a child subreaper (PR_SET_CHILD_SUBREAPER): descendants orphaned by
+// a double fork are re-parented to the agent instead of init, so they stay ours to find,
+// kill and reap. Call once at start-up, before any service runs.
+Result<void> become_child_subreaper();
+
+// Reaps zombie children of this process that no PosixProcessRunner::run is waiting for
+// (orphans re-parented to the subreaper that ended on their own). Never blocks; returns
+// how many it reaped.
+int reap_adopted_zombies();
+
+// Kills (SIGKILL) every process of this user whose environment carries `cookie` and
+// waits up to `patience` for them to go; returns how many it signalled.
+int kill_marked_processes(std::string_view cookie, std::chrono::milliseconds patience = std::chrono::seconds(5));
 
 }  // namespace proctor

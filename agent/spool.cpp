@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 
+#include "agent/task_journal.hpp"
 #include "agent/workspace.hpp"
 #include "common/file_io.hpp"
 #include "common/text.hpp"
@@ -12,7 +13,23 @@ namespace proctor {
 
 namespace fs = std::filesystem;
 
-Spool::Spool(fs::path dir) : dir_(std::move(dir)) {}
+Spool::Spool(fs::path dir, uint64_t max_bytes) : dir_(std::move(dir)), max_bytes_(max_bytes) {
+  for (const auto& entry : pending()) {
+    std::error_code ec;
+    const auto size = fs::file_size(entry, ec);
+    if (!ec) pending_bytes_ += size;
+  }
+}
+
+void Spool::uncount(const fs::path& entry) const {
+  std::error_code ec;
+  const auto size = fs::file_size(entry, ec);
+  if (ec) return;
+  // Never below zero, even if the file changed size under us.
+  uint64_t current = pending_bytes_.load();
+  while (!pending_bytes_.compare_exchange_weak(current, current - std::min<uint64_t>(current, size))) {
+  }
+}
 
 Result<fs::path> Spool::add(std::string_view identity, std::string_view body) const {
   static std::atomic<unsigned> sequence{0};
@@ -26,10 +43,12 @@ Result<fs::path> Spool::add(std::string_view identity, std::string_view body) co
                     safe_folder_name(identity).substr(0, 80) + ".json";
   const auto path = dir_ / "pending" / name;
   if (auto written = write_file_atomically(path, body); !written) return written.error();
+  pending_bytes_ += body.size();
   return path;
 }
 
 void Spool::remove(const fs::path& entry) const {
+  uncount(entry);
   std::error_code ec;
   fs::remove(entry, ec);
 }
@@ -38,6 +57,7 @@ void Spool::reject(const fs::path& entry, int status, std::string_view answer) c
   std::error_code ec;
   fs::create_directories(dir_ / "rejected", ec);
   const auto target = dir_ / "rejected" / entry.filename();
+  uncount(entry);
   fs::rename(entry, target, ec);
   // The answer is for a person to read later; it need not survive a crash.
   (void)write_file_atomically(target.string() + ".answer",
@@ -56,6 +76,18 @@ std::vector<fs::path> Spool::pending() const {
 
 Result<std::string> Spool::read(const fs::path& entry) const {
   return read_whole_file(entry, "the spooled payload");
+}
+
+bool Spool::holds(const std::string& identity_key) const {
+  for (const char* folder : {"pending", "rejected"}) {
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(dir_ / folder, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      if (it->path().extension() != ".json") continue;
+      auto body = read(it->path());
+      if (body && payload_identity_key(*body) == identity_key) return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace proctor

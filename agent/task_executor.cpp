@@ -408,6 +408,8 @@ ResultPayload TaskExecutor::run_recorded(const Task& task, const fs::path& slot_
   for (const auto& [key, value] : inputs) spec.env.emplace_back("OT_" + upper_key(key), value);
   spec.timeout = std::chrono::milliseconds(static_cast<int64_t>(std::ceil(timeout_s * 1000.0)));
   spec.kill_grace = settings_.kill_grace;
+  // What a restarted agent looks for when it was killed while this task ran.
+  spec.cookie = process_cookie(slot_dir, task.identity);
   // The service's output goes straight into its record's log.txt, which only grows.
   spec.log_file = recorder.phase_log_file(Phase::service).value_or(folders->log_file);
   spec.tail_bytes = settings_.payload.details_tail;

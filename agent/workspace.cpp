@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 
 namespace proctor {
@@ -44,6 +46,30 @@ Result<void> copy_tree(const fs::path& from, const fs::path& to) {
   return {};
 }
 
+namespace {
+
+// FNV-1a, 64 bits: stable across builds and runs, unlike std::hash.
+uint64_t fnv1a(std::string_view text) {
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  for (const char c : text) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 0x100000001b3ULL;
+  }
+  return hash;
+}
+
+}  // namespace
+
+std::string process_cookie(const fs::path& slot_dir, const TaskIdentity& identity) {
+  const std::string key = (identity.dialect == Dialect::nested ? "attempt:" : "id:") + identity.value.dump();
+  std::string folder = slot_dir.lexically_normal().string();
+  while (folder.size() > 1 && folder.back() == '/') folder.pop_back();
+  char text[40];
+  std::snprintf(text, sizeof text, "%016llx%016llx", static_cast<unsigned long long>(fnv1a(folder)),
+                static_cast<unsigned long long>(fnv1a(key)));
+  return text;
+}
+
 Result<void> write_file_atomically(const fs::path& path, std::string_view content, Durability durability) {
   const fs::path tmp = path.string() + ".tmp";
   // A fresh file, never an existing one or a link: the folder may hold code from an
@@ -66,6 +92,15 @@ Result<void> write_file_atomically(const fs::path& path, std::string_view conten
   if (::close(fd) != 0 || !synced) return make_error("cannot flush " + tmp.string() + ": " + std::strerror(errno));
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     return make_error("cannot rename " + tmp.string() + " to " + path.string() + ": " + std::strerror(errno));
+  }
+  if (durability == Durability::synced) {
+    // The rename itself is only durable once the folder's entry is on disk.
+    const fs::path folder = path.has_parent_path() ? path.parent_path() : fs::path(".");
+    const int dir_fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0) return make_error("cannot open the folder " + folder.string() + ": " + std::strerror(errno));
+    const bool dir_synced = ::fsync(dir_fd) == 0;
+    ::close(dir_fd);
+    if (!dir_synced) return make_error("cannot flush the folder " + folder.string() + ": " + std::strerror(errno));
   }
   return {};
 }

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "common/result.hpp"
+#include "common/task.hpp"
 
 namespace proctor {
 
@@ -32,6 +33,10 @@ class SlotWorkspace {
  private:
   std::filesystem::path root_;
 };
+
+// The cookie that marks the processes of `identity`'s run in the slot at `slot_dir`
+// (ProcessSpec::cookie): derived, not random, so a restarted agent finds the same one.
+std::string process_cookie(const std::filesystem::path& slot_dir, const TaskIdentity& identity);
 
 // Copies the folder `from` into `to` (which must not exist), without `.git`.
 Result<void> copy_tree(const std::filesystem::path& from, const std::filesystem::path& to);

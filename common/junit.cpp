@@ -18,6 +18,7 @@
 #include <pugixml.hpp>
 
 
+#include "common/limits.hpp"
 #include "common/parallel.hpp"
 #include "common/text.hpp"
 
@@ -498,7 +499,12 @@ Result<std::size_t> read_file(const std::filesystem::path& path, std::unique_ptr
   const FdCloser closer(fd);
   struct stat info {};
   std::size_t capacity = 64 * 1024;
+  const auto too_large = [&] {
+    return make_error("the JUnit XML report " + path.string() + " is larger than " +
+                      std::to_string(kMaxReportBytes >> 20) + " MiB, the most a report may be; it was not read");
+  };
   if (::fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && info.st_size > 0) {
+    if (static_cast<std::size_t>(info.st_size) > kMaxReportBytes) return too_large();
     capacity = static_cast<std::size_t>(info.st_size) + 1;  // +1: the last read sees EOF
   }
   buffer = std::make_unique<DocumentBuffer>(capacity);
@@ -529,6 +535,8 @@ Result<std::size_t> read_file(const std::filesystem::path& path, std::unique_ptr
     if (::lseek(fd, static_cast<off_t>(size), SEEK_SET) < 0) return fail(errno);
   }
   while (true) {
+    // A pipe, or a file still growing, is bounded too.
+    if (size > kMaxReportBytes) return too_large();
     if (size == buffer->capacity()) buffer->reserve(size * 2);
     const ssize_t n = ::read(fd, buffer->data() + size, buffer->capacity() - size);
     if (n < 0) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/json_bounded.hpp"
 #include "common/limits.hpp"
 #include "common/text.hpp"
 
@@ -30,6 +31,141 @@ std::optional<TaskIdentity> find_identity(const json& object, std::string* why) 
     return std::nullopt;
   }
   if (why != nullptr) *why = "the task has no identity: neither \"id\" nor \"attempt\" is present";
+  return std::nullopt;
+}
+
+// One SAX pass over a task text that builds nothing but the top level's `id` and `attempt`
+// (a container there kept as an empty one, so that a wrongly typed id is told from an
+// absent one), and learns whether the text nests deeper than parse_json_bounded allows
+// (the same rule: no value or key inside more than kMaxJsonNesting containers) and where
+// it stops being JSON. It reads on past the nesting bound, holding only a counter, so an
+// identity after a deep part is still found; the caller bounds the text's size.
+class TaskScan {
+ public:
+  using number_integer_t = json::number_integer_t;
+  using number_unsigned_t = json::number_unsigned_t;
+  using number_float_t = json::number_float_t;
+  using string_t = json::string_t;
+  using binary_t = json::binary_t;
+
+  // `truncated`: the text is the start of a longer one, so a number it ends with may be cut.
+  explicit TaskScan(bool truncated) : truncated_(truncated) {}
+
+  bool null() { return scalar(nullptr, false); }
+  bool boolean(bool value) { return scalar(value, false); }
+  bool number_integer(number_integer_t value) { return scalar(value, true); }
+  bool number_unsigned(number_unsigned_t value) { return scalar(value, true); }
+  bool number_float(number_float_t value, const string_t& /*text*/) { return scalar(value, true); }
+  bool string(string_t& value) { return scalar(std::move(value), false); }
+  bool binary(binary_t& /*value*/) { return scalar(nullptr, false); }  // not in JSON text
+  bool start_object(std::size_t /*size*/) {
+    if (open_ == 0) root_is_object_ = true;
+    scalar(json::object(), false);
+    ++open_;
+    return true;
+  }
+  bool start_array(std::size_t /*size*/) {
+    scalar(json::array(), false);
+    ++open_;
+    return true;
+  }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool key(string_t& name) {
+    check_depth();
+    ended_with_number_ = false;
+    if (at_top_level()) key_ = std::move(name);
+    return true;
+  }
+  bool parse_error(std::size_t position, const std::string& /*last_token*/, const json::exception& error) {
+    // A number the cut ended may be the start of a longer one: not the identity sent.
+    if (truncated_ && ended_with_number_) top_level_.erase(key_);
+    error_position_ = position;
+    error_ = error.what();
+    return false;
+  }
+
+  [[nodiscard]] const json& top_level() const { return top_level_; }
+  [[nodiscard]] bool too_deep() const { return too_deep_; }
+  [[nodiscard]] const std::optional<std::string>& error() const { return error_; }
+  [[nodiscard]] std::size_t error_position() const { return error_position_; }
+
+ private:
+  [[nodiscard]] bool at_top_level() const { return root_is_object_ && open_ == 1; }
+  void check_depth() {
+    if (open_ > static_cast<std::size_t>(kMaxJsonNesting)) too_deep_ = true;
+  }
+  bool scalar(json value, bool is_number) {
+    check_depth();
+    ended_with_number_ = false;
+    if (at_top_level() && (key_ == "id" || key_ == "attempt")) {
+      top_level_[key_] = std::move(value);
+      ended_with_number_ = is_number;
+    }
+    return true;
+  }
+  bool close() {
+    ended_with_number_ = false;
+    --open_;
+    return true;
+  }
+
+  bool truncated_;
+  json top_level_ = json::object();
+  std::string key_;
+  std::size_t open_ = 0;  // containers open around the next event
+  bool root_is_object_ = false;
+  bool too_deep_ = false;
+  bool ended_with_number_ = false;  // the last event stored a top-level number
+  std::optional<std::string> error_;
+  std::size_t error_position_ = 0;
+};
+
+// Scans at most the first kMaxTaskBytes of `text`.
+TaskScan scan_task(std::string_view text) {
+  TaskScan scan(text.size() > kMaxTaskBytes);
+  json::sax_parse(text.substr(0, kMaxTaskBytes), &scan);
+  return scan;
+}
+
+// nlohmann's message without its "[json.exception.parse_error.101] " prefix, short and
+// valid UTF-8 (its "last read" part quotes the input).
+std::string json_error_text(std::string_view what) {
+  if (!what.empty() && what.front() == '[') {
+    if (const auto end = what.find("] "); end != std::string_view::npos) what.remove_prefix(end + 2);
+  }
+  return utf8_truncate(make_valid_utf8(what), 300);
+}
+
+// Why a text that parse_json_bounded discarded is refused, in the order a reader meets it.
+std::string why_not_json(const TaskScan& scan, std::string_view text) {
+  if (scan.too_deep()) {
+    return "the task nests arrays and objects more than " + std::to_string(kMaxJsonNesting) + " levels deep";
+  }
+  if (!scan.error()) return "the task is not valid JSON";
+  // nlohmann reports ill-formed UTF-8 as a syntax error after the byte it stopped on.
+  if (const auto bad = first_invalid_utf8(text); bad && *bad < scan.error_position()) {
+    return "the task is not valid UTF-8 (at byte offset " + std::to_string(*bad) + ")";
+  }
+  return "the task is not valid JSON: " + json_error_text(*scan.error());
+}
+
+// The task text as a JSON object in `document`; or, when it is refused, why, with the
+// identity that can still be read from it.
+std::optional<MalformedTask> read_document(std::string_view text, json& document) {
+  if (text.size() > kMaxTaskBytes) {
+    return MalformedTask{recover_task_identity(text), "the task is " + std::to_string(text.size()) +
+                                                          " bytes, more than the limit of " +
+                                                          std::to_string(kMaxTaskBytes) + " bytes"};
+  }
+  document = parse_json_bounded(text);
+  if (document.is_discarded()) {
+    const auto scan = scan_task(text);
+    return MalformedTask{find_identity(scan.top_level(), nullptr), why_not_json(scan, text)};
+  }
+  if (!document.is_object()) {
+    return MalformedTask{std::nullopt, std::string("the task must be a JSON object, not ") + json_type_name(document)};
+  }
   return std::nullopt;
 }
 
@@ -124,12 +260,13 @@ std::string TaskIdentity::text() const {
 }
 
 Result<Task> parse_task(std::string_view json_text) {
-  json document = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (document.is_discarded()) return make_error("the task is not valid JSON");
-  if (!document.is_object()) {
-    return make_error(std::string("the task must be a JSON object, not ") + json_type_name(document));
-  }
+  json document;
+  if (auto refused = read_document(json_text, document)) return make_error(std::move(refused->reason));
   return task_from_object(document);
+}
+
+std::optional<TaskIdentity> recover_task_identity(std::string_view json_text) {
+  return find_identity(scan_task(json_text).top_level(), nullptr);
 }
 
 PollAnswer classify_poll_answer(int http_status, std::string_view body) {
@@ -138,11 +275,8 @@ PollAnswer classify_poll_answer(int http_status, std::string_view body) {
     return MalformedTask{std::nullopt, "the backend answered HTTP " + std::to_string(http_status)};
   }
   if (trim(body).empty()) return NoTask{};
-  json document = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (document.is_discarded()) return MalformedTask{std::nullopt, "the task is not valid JSON"};
-  if (!document.is_object()) {
-    return MalformedTask{std::nullopt, std::string("the task must be a JSON object, not ") + json_type_name(document)};
-  }
+  json document;
+  if (auto refused = read_document(body, document)) return std::move(*refused);
   if (const auto it = document.find("status"); it != document.end() && it->is_string() && *it == "UNAVAILABLE") {
     return NoTask{};
   }

@@ -51,11 +51,19 @@ struct MalformedTask {
 
 using PollAnswer = std::variant<NoTask, Task, MalformedTask>;
 
-// Parses a task JSON document (a file for `runner exec`, or a poll body).
+// Parses a task JSON document (a file for `runner exec`, or a poll body). Refuses, saying
+// which, a text over kMaxTaskBytes, nested deeper than kMaxJsonNesting, not valid UTF-8
+// (with the byte offset), not JSON, or with a field missing or of the wrong type.
 Result<Task> parse_task(std::string_view json_text);
 
+// The identity at the top level of a task text, read even when parse_task refuses it (too
+// large: from its first kMaxTaskBytes; too deep; broken after the identity), so an error
+// payload can be posted. nullopt when no usable `id` or `attempt` can be read.
+std::optional<TaskIdentity> recover_task_identity(std::string_view json_text);
+
 // Classifies a GET answer: 204, 404, an empty body or status "UNAVAILABLE" is NoTask;
-// a 200 JSON task is a Task; anything else is MalformedTask with the reason.
+// a 200 JSON task is a Task; anything else is MalformedTask with parse_task's reason and
+// the identity recover_task_identity reads.
 PollAnswer classify_poll_answer(int http_status, std::string_view body);
 
 // The task's fields as service input properties: task_id, branch, laboratory_number

@@ -89,18 +89,20 @@ std::string to_lower(std::string_view s) {
   return out;
 }
 
-bool is_valid_utf8(std::string_view text) {
+std::optional<std::size_t> first_invalid_utf8(std::string_view text) {
   const unsigned char* s = bytes(text);
   const std::size_t n = text.size();
   std::size_t i = 0;
   while (true) {
     i += ascii_prefix(s + i, n - i);
-    if (i == n) return true;
+    if (i == n) return std::nullopt;
     const std::size_t len = utf8_sequence_length(s + i, n - i);
-    if (len == 0) return false;
+    if (len == 0) return i;
     i += len;
   }
 }
+
+bool is_valid_utf8(std::string_view text) { return !first_invalid_utf8(text).has_value(); }
 
 void append_valid_utf8(std::string& out, std::string_view in) {
   const unsigned char* s = bytes(in);

@@ -14,6 +14,9 @@ std::string seconds_text(double seconds);
 
 // True when `text` is valid UTF-8 (NUL included); the all-ASCII case costs one fast scan.
 bool is_valid_utf8(std::string_view text);
+// The offset of the first byte of `text` that is not part of valid UTF-8 (overlong forms,
+// surrogates and code points past U+10FFFF included), or nullopt when it is all valid.
+std::optional<std::size_t> first_invalid_utf8(std::string_view text);
 
 // Returns `in` as valid UTF-8: each invalid byte becomes U+FFFD, NUL becomes U+FFFD.
 std::string make_valid_utf8(std::string_view in);

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -57,9 +58,15 @@ int main(int argc, char** argv) {
   std::string tasks_file;
   std::string results_file;
   std::string empty_answer = "unavailable";
-  std::string auth;
+  std::vector<std::string> accounts;
   int64_t token_ttl = config.token_ttl.count();
+  int64_t refresh_ttl = config.refresh_ttl.count();
   std::vector<std::string> fault_rules;
+  int64_t retry_after = config.retry_after.count();
+  std::string chaos_kinds = "500,429,slow,cut,garbage,close,duplicate";
+  std::optional<uint64_t> chaos_seed;
+  int64_t slow_ms = config.slow_delay.count();
+  int64_t task_timeout = config.task_timeout.count();
   std::string port_file;
   std::string log_level = "info";
 
@@ -76,12 +83,35 @@ int main(int argc, char** argv) {
   app.add_option("--serve", serve_dir, "Folder served at GET /files/<path> (and /redirect/<n>/files/<path>)")
       ->check(CLI::ExistingDirectory);
   app.add_option("--serve-auth", serve_auth, "USER:PASSWORD of HTTP basic auth for /files");
-  app.add_option("--auth", auth, "USER:PASSWORD; task and result endpoints then need a bearer token");
+  app.add_option("--auth", accounts,
+                 "USER:PASSWORD[:ROLE] (ROLE default RUNNER; repeatable); task and result endpoints then need the "
+                 "bearer token of a RUNNER account");
   app.add_option("--token-ttl", token_ttl, "Access token lifetime in seconds")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--refresh-ttl", refresh_ttl, "Refresh token lifetime in seconds")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--fault", fault_rules, "ENDPOINT:KIND[:COUNT] with ENDPOINT get|post|login|refresh and KIND an "
-                                         "HTTP status, garbage, slow=MS or close (repeatable)");
+                                         "HTTP status, garbage, slow=MS, close or cut (repeatable)");
+  app.add_option("--retry-after", retry_after, "Seconds in the Retry-After header of every 429 fault")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--chaos", config.chaos_share,
+                 "Share (0..1) of task and result requests that get a fault, each independently")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--chaos-kinds", chaos_kinds, "Comma list of the fault kinds --chaos picks from, uniformly")
+      ->capture_default_str();
+  app.add_option("--chaos-seed", chaos_seed, "Seed of every random choice, to replay a run (default: random, logged)");
+  app.add_option("--slow-ms", slow_ms, "How late a --chaos slow answer comes, in milliseconds")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--task-timeout", task_timeout,
+                 "Seconds after which a task handed out without a result (same id/attempt) is offered again, "
+                 "first in line, as the real backend does; 0: never")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--port", server_options.port, "Port to listen on; 0 picks a free one")->capture_default_str();
   app.add_option("--bind", server_options.bind_address, "Address to listen on")->capture_default_str();
   app.add_option("--port-file", port_file, "File the chosen port is written to once listening");
@@ -109,12 +139,21 @@ int main(int argc, char** argv) {
   auto empty = parse_empty_answer(empty_answer);
   if (!empty) return fail(empty.error().message);
   config.empty_answer = *empty;
-  if (!auth.empty()) {
-    auto credentials = parse_credentials(auth);
-    if (!credentials) return fail(credentials.error().message);
-    config.auth = *credentials;
+  for (const std::string& text : accounts) {
+    auto account = parse_account(text);
+    if (!account) return fail("--auth: " + account.error().message);
+    config.accounts.push_back(std::move(*account));
   }
   config.token_ttl = std::chrono::seconds(token_ttl);
+  config.refresh_ttl = std::chrono::seconds(refresh_ttl);
+  config.retry_after = std::chrono::seconds(retry_after);
+  config.slow_delay = std::chrono::milliseconds(slow_ms);
+  config.task_timeout = std::chrono::seconds(task_timeout);
+  config.log = [](const std::string& line) { spdlog::info("{}", line); };
+  auto kinds = parse_chaos_kinds(chaos_kinds);
+  if (!kinds) return fail("--chaos-kinds: " + kinds.error().message);
+  config.chaos_kinds = std::move(*kinds);
+  config.seed = chaos_seed ? *chaos_seed : std::random_device{}();
   for (const std::string& text : fault_rules) {
     auto rule = parse_fault_rule(text);
     if (!rule) return fail(rule.error().message);
@@ -135,6 +174,7 @@ int main(int argc, char** argv) {
     tasks = std::move(*loaded);
   }
   const std::size_t task_count = tasks.size();
+  const uint64_t seed = config.seed;
   auto backend = Backend::create(std::move(config), std::move(tasks), std::chrono::system_clock::now());
   if (!backend) return fail(backend.error().message);
   auto server = Server::open(std::move(*backend), server_options);
@@ -145,6 +185,7 @@ int main(int argc, char** argv) {
     if (auto written = write_port_file(port_file, server->port()); !written) return fail(written.error().message);
   }
   spdlog::info("{} task(s) queued; speaking {}", task_count, server->tls() ? "HTTPS only" : "plain HTTP");
+  spdlog::info("random seed {} (--chaos-seed {} replays the same choices)", seed, seed);
   std::cout << "listening on " << server->address() << ":" << server->port() << std::endl;
   server->run();
   spdlog::info("stopped");

@@ -6,6 +6,7 @@
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #pragma GCC diagnostic ignored "-Wnull-dereference"
 
+#include <algorithm>
 #include <csignal>
 #include <exception>
 #include <optional>
@@ -22,6 +23,7 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -53,7 +55,7 @@ struct Connection {
 enum class Ending {
   peer_gone,      // the peer closed, an I/O failed, the deadline passed or stop()
   said_close,     // an answer said "Connection: close": a TLS peer gets close_notify
-  hang_up,        // a `close` fault: drop the connection without a word
+  hang_up,        // a `close` or `cut` fault: drop the connection without a word
 };
 
 Request to_request(const BeastRequest& message) {
@@ -84,8 +86,11 @@ BeastResponse to_beast(const Response& response, unsigned version, bool keep_ali
 
 // An answer the server gives by itself when the request cannot reach the handler.
 Response server_error(int status, const std::string& message) {
-  return Response{status, {{"Content-Type", "application/json"}}, nlohmann::json{{"error", message}}.dump(), {},
-                  false, {}};
+  Response response;
+  response.status = status;
+  response.headers.push_back({"Content-Type", "application/json"});
+  response.body = nlohmann::json{{"error", message}}.dump();
+  return response;
 }
 
 void log_exception(const std::exception_ptr& error) {
@@ -118,6 +123,11 @@ struct Server::Impl {
   template <class Stream>
   asio::awaitable<bool> send(Stream& stream, Connection& connection, const Response& response, unsigned version,
                              bool keep_alive);
+  // A `cut` answer: the headers with the full Content-Length, then only
+  // response.cut_body_after body bytes; the caller then hangs up.
+  template <class Stream>
+  asio::awaitable<void> send_cut(Stream& stream, Connection& connection, const Response& response, unsigned version,
+                                 bool keep_alive);
   // Closes the acceptor and every connection; runs on the io_context's thread.
   void shutdown();
 
@@ -155,6 +165,22 @@ asio::awaitable<bool> Server::Impl::send(Stream& stream, Connection& connection,
   auto [ec, written] = co_await http::async_write(stream, out, kAwait);
   (void)written;
   co_return !ec;
+}
+
+template <class Stream>
+asio::awaitable<void> Server::Impl::send_cut(Stream& stream, Connection& connection, const Response& response,
+                                             unsigned version, bool keep_alive) {
+  BeastResponse out = to_beast(response, version, keep_alive);
+  http::response_serializer<http::string_body> serializer(out);
+  connection.transport.expires_after(options.io_timeout);
+  auto [header_ec, header_bytes] = co_await http::async_write_header(stream, serializer, kAwait);
+  (void)header_bytes;
+  if (header_ec) co_return;
+  const std::size_t part = std::min(response.cut_body_after.value_or(0), out.body().size());
+  if (part == 0) co_return;
+  auto [body_ec, body_bytes] = co_await asio::async_write(stream, asio::buffer(out.body().data(), part), kAwait);
+  (void)body_ec;
+  (void)body_bytes;
 }
 
 asio::awaitable<void> Server::Impl::serve(tcp::socket socket) {
@@ -241,6 +267,10 @@ asio::awaitable<Ending> Server::Impl::request_loop(Stream& stream, Connection& c
       connection.delay.expires_after(response.delay);
       auto [wait_ec] = co_await connection.delay.async_wait(kAwait);
       if (wait_ec || stopping) co_return Ending::peer_gone;
+    }
+    if (response.cut_body_after) {
+      co_await send_cut(stream, connection, response, message.version(), message.keep_alive());
+      co_return Ending::hang_up;
     }
     if (!co_await send(stream, connection, response, message.version(), message.keep_alive())) {
       co_return Ending::peer_gone;

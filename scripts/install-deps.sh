@@ -9,7 +9,7 @@ build_pkgs=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev doctest-dev libyaml-cpp-dev libcli11-dev
   libarchive-dev subversion libbenchmark-dev
 )
-test_pkgs=(python3 python3-pytest procps time openssl)
+test_pkgs=(python3 python3-pytest procps time openssl clang libclang-rt-14-dev)
 with_tests=0
 if [[ "${1:-}" == "--with-tests" ]]; then with_tests=1; fi
 

@@ -8,6 +8,8 @@ bash "$root/scripts/install-deps.sh" --with-tests
 bash "$root/scripts/build.sh"
 build_dir=${BUILD_DIR:-$root/build}
 ctest --test-dir "$build_dir" --output-on-failure -j2 ${CTEST_ARGS:-}
+# The parsers of untrusted input under libFuzzer, briefly (scripts/fuzz.sh alone runs 60 s each).
+FUZZ_SECONDS=${FUZZ_SECONDS:-20} bash "$root/scripts/fuzz.sh"
 
 if [[ "${PROCTOR_SANITIZE_PASS:-0}" == "1" ]]; then
   echo "== sanitizer build (ASan + UBSan) =="

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/junit.hpp"
+#include "common/limits.hpp"
 #include "common/report.hpp"
 #include "tests/unit/temp_dir.hpp"
 
@@ -91,6 +92,18 @@ constexpr const char* kReplacement = "\xEF\xBF\xBD";  // U+FFFD
 }  // namespace
 
 TEST_SUITE("junit") {
+TEST_CASE("a report file larger than the cap is refused unread, with the limit in the message") {
+  test::TempDir dir;
+  const auto path = dir / "huge.xml";
+  { std::ofstream(path) << "<testsuite>"; }
+  // Sparse: the size is past the cap without writing a gigabyte.
+  std::filesystem::resize_file(path, kMaxReportBytes + 1);
+  const auto parsed = parse_junit_file(path);
+  REQUIRE_FALSE(parsed.ok());
+  CHECK(parsed.error().message.find("larger than 1024 MiB") != std::string::npos);
+  CHECK(parsed.error().message.find("huge.xml") != std::string::npos);
+}
+
 
 // ---- real reports, one per tool ------------------------------------------------------
 

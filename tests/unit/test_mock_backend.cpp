@@ -13,7 +13,10 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -51,6 +54,8 @@ json body_of(const Response& response) { return json::parse(response.body); }
 
 json stats_of(Backend& backend) { return body_of(backend.handle(get("/admin/stats"), kStart)); }
 
+int64_t unix_ms_of(TimePoint t) { return std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count(); }
+
 std::vector<std::string> lines_of(const std::filesystem::path& path) {
   std::ifstream in(path);
   std::vector<std::string> lines;
@@ -60,16 +65,43 @@ std::vector<std::string> lines_of(const std::filesystem::path& path) {
 
 Config with_auth(seconds ttl = seconds{300}) {
   Config config;
-  config.auth = Credentials{"alice", "s3cret"};
+  config.accounts = {Account{Credentials{"alice", "s3cret"}, "RUNNER"}};
   config.token_ttl = ttl;
   return config;
 }
 
-// Logs in as the configured account; returns the login answer's JSON.
-json login(Backend& backend, TimePoint now) {
-  const Response r = backend.handle(post("/api/v1/login", R"({"username":"alice","password":"s3cret"})"), now);
+// Logs in as `user` (password "s3cret" unless given); returns the login answer's JSON.
+json login(Backend& backend, TimePoint now, const std::string& user = "alice", const std::string& password = "s3cret") {
+  const Response r =
+      backend.handle(post("/api/v1/login", json{{"username", user}, {"password", password}}.dump()), now);
   REQUIRE(r.status == 200);
   return body_of(r);
+}
+
+// Asks for new tokens with `refresh_token`; returns the answer.
+Response refresh(Backend& backend, const json& refresh_token, TimePoint now) {
+  return backend.handle(post("/api/v1/auth/refresh", json{{"refreshToken", refresh_token}}.dump()), now);
+}
+
+// The decoded JSON payload of a JWT.
+json jwt_payload(const std::string& token) {
+  const auto first_dot = token.find('.');
+  const auto second_dot = token.find('.', first_dot + 1);
+  REQUIRE(second_dot != std::string::npos);
+  const auto payload = base64url_decode(token.substr(first_dot + 1, second_dot - first_dot - 1));
+  REQUIRE(payload.has_value());
+  return json::parse(*payload);
+}
+
+// A backend whose every task and result request gets a chaos fault of `kinds`.
+Config with_chaos(const std::string& kinds, double share = 1.0) {
+  Config config;
+  auto parsed = parse_chaos_kinds(kinds);
+  REQUIRE_MESSAGE(parsed.ok(), parsed.error().message);
+  config.chaos_kinds = *parsed;
+  config.chaos_share = share;
+  config.seed = 42;
+  return config;
 }
 
 Header bearer(const json& tokens) {
@@ -511,6 +543,452 @@ TEST_CASE("base64url round-trips every byte and refuses characters outside its a
   CHECK_FALSE(base64url_decode("a+b/").has_value());
 }
 
+TEST_CASE("parse_account reads USER:PASSWORD[:ROLE] with RUNNER as the default role") {
+  const auto plain = parse_account("alice:s3cret");
+  REQUIRE(plain.ok());
+  CHECK(plain->credentials.username == "alice");
+  CHECK(plain->credentials.password == "s3cret");
+  CHECK(plain->role == "RUNNER");
+  const auto admin = parse_account("bob:pw:ADMIN");
+  REQUIRE(admin.ok());
+  CHECK(admin->credentials.password == "pw");
+  CHECK(admin->role == "ADMIN");
+  const auto colons = parse_account("carol:pa:ss");  // "ss" is no role name: part of the password
+  REQUIRE(colons.ok());
+  CHECK(colons->credentials.password == "pa:ss");
+  CHECK(colons->role == "RUNNER");
+  const auto explicit_role = parse_account("dave:x:ADMIN:RUNNER");
+  REQUIRE(explicit_role.ok());
+  CHECK(explicit_role->credentials.password == "x:ADMIN");
+  CHECK(explicit_role->role == "RUNNER");
+  CHECK_FALSE(parse_account("nopassword").ok());
+  CHECK_FALSE(parse_account(":pw").ok());
+}
+
+TEST_CASE("an account given twice is refused") {
+  Config config = with_auth();
+  config.accounts.push_back(Account{Credentials{"alice", "other"}, "ADMIN"});
+  const auto backend = Backend::create(config, {}, kStart);
+  REQUIRE_FALSE(backend.ok());
+  CHECK(backend.error().message.find("alice") != std::string::npos);
+}
+
+TEST_CASE("several accounts log in; one whose role is not RUNNER gets 403 on task and result endpoints") {
+  Config config = with_auth();
+  config.accounts.push_back(Account{Credentials{"bob", "s3cret"}, "ADMIN"});
+  Backend backend = make_backend(config, {json{{"id", "t"}}});
+  const json admin = login(backend, kStart, "bob");
+  CHECK(jwt_payload(admin["accessToken"])["role"] == "ADMIN");
+  CHECK(jwt_payload(admin["accessToken"])["sub"] == "bob");
+
+  for (const Response& r : {backend.handle(get("/api/task/available", {bearer(admin)}), kStart),
+                            backend.handle(post("/api/task/result", R"({"id":"t"})", {bearer(admin)}), kStart)}) {
+    CHECK(r.status == 403);
+    CHECK(body_of(r) == json{{"error", "forbidden"},
+                             {"message", "the account 'bob' has role 'ADMIN'; task endpoints need RUNNER"}});
+  }
+  CHECK(stats_of(backend)["tasks_served"] == 0);
+  CHECK(stats_of(backend)["results"] == 0);
+
+  const json runner = login(backend, kStart);
+  const json payload = jwt_payload(runner["accessToken"]);
+  CHECK(payload["sub"] == "alice");
+  CHECK(payload["role"] == "RUNNER");
+  CHECK(payload["iat"] == 1'700'000'000);
+  CHECK(payload["exp"] == 1'700'000'300);
+  CHECK(body_of(backend.handle(get("/api/task/available", {bearer(runner)}), kStart)) == json{{"id", "t"}});
+  // An expired ADMIN token is a 401 first: the client must log in before its role matters.
+  CHECK(backend.handle(get("/api/task/available", {bearer(admin)}), kStart + seconds{300}).status == 401);
+}
+
+TEST_CASE("a refresh token works once: the refresh answers a new one and the used one is refused") {
+  Backend backend = make_backend(with_auth());
+  const json tokens = login(backend, kStart);
+  const Response first = refresh(backend, tokens["refreshToken"], kStart + seconds{10});
+  REQUIRE(first.status == 200);
+  const json rotated = body_of(first);
+  CHECK(rotated["type"] == "Bearer");
+  CHECK(rotated["refreshToken"] != tokens["refreshToken"]);
+  CHECK(backend.handle(get("/api/task/available", {bearer(rotated)}), kStart + seconds{10}).status == 200);
+
+  CHECK(refresh(backend, tokens["refreshToken"], kStart + seconds{11}).status == 401);  // used
+  CHECK(refresh(backend, rotated["refreshToken"], kStart + seconds{12}).status == 200);
+}
+
+TEST_CASE("a login invalidates every refresh token issued to that user before, and no other user's") {
+  Config config = with_auth();
+  config.accounts.push_back(Account{Credentials{"bob", "s3cret"}, "RUNNER"});
+  Backend backend = make_backend(config);
+  const json first = login(backend, kStart);
+  const json alice_again = login(backend, kStart);
+  const json other_bob = login(backend, kStart, "bob");
+  const json second = login(backend, kStart + seconds{1});
+  CHECK(refresh(backend, first["refreshToken"], kStart + seconds{2}).status == 401);
+  CHECK(refresh(backend, alice_again["refreshToken"], kStart + seconds{2}).status == 401);
+  CHECK(refresh(backend, other_bob["refreshToken"], kStart + seconds{2}).status == 200);
+  CHECK(refresh(backend, second["refreshToken"], kStart + seconds{2}).status == 200);
+  // The earlier access token itself still works until its exp.
+  CHECK(backend.handle(get("/api/task/available", {bearer(first)}), kStart + seconds{2}).status == 200);
+}
+
+TEST_CASE("a refresh token expires after the refresh ttl") {
+  Config config = with_auth();
+  config.refresh_ttl = seconds{100};
+  Backend backend = make_backend(config);
+  const json tokens = login(backend, kStart);
+  CHECK(refresh(backend, tokens["refreshToken"], kStart + seconds{100}).status == 401);
+  const json again = login(backend, kStart + seconds{100});
+  CHECK(refresh(backend, again["refreshToken"], kStart + seconds{199}).status == 200);
+}
+
+TEST_CASE("a cut rule answers for real but marks half the body to be sent; a cut POST is recorded") {
+  CHECK(rule("get:cut:2").kind == FaultKind::cut);
+  Config config;
+  config.faults = {rule("get:cut"), rule("post:cut")};
+  Backend backend = make_backend(config, {json{{"id", "cut-task"}}});
+  const Response task = backend.handle(get("/api/task/available"), kStart);
+  CHECK(task.status == 200);
+  CHECK(body_of(task) == json{{"id", "cut-task"}});
+  REQUIRE(task.cut_body_after.has_value());
+  CHECK(*task.cut_body_after == task.body.size() / 2);
+  const Response result = backend.handle(post("/api/task/result", R"({"id":"cut-task"})"), kStart);
+  CHECK(result.cut_body_after.has_value());
+  const json stats = stats_of(backend);
+  CHECK(stats["tasks_served"] == 1);
+  CHECK(stats["results"] == 1);
+  CHECK(stats["faults"] == json{{"cut", 2}});
+  CHECK_FALSE(backend.handle(get("/api/task/available"), kStart).cut_body_after.has_value());
+}
+
+TEST_CASE("a 429 rule carries the configured Retry-After") {
+  Config config;
+  config.faults = {rule("post:429")};
+  config.retry_after = seconds{7};
+  Backend backend = make_backend(config);
+  CHECK(backend.handle(post("/api/task/result", R"({"id":"a"})"), kStart).header("Retry-After") == "7");
+}
+
+TEST_CASE("parse_chaos_kinds reads a comma list and refuses unknown kinds") {
+  const auto kinds = parse_chaos_kinds("500, cut,duplicate,cut");
+  REQUIRE(kinds.ok());
+  CHECK(*kinds == std::vector<ChaosKind>{ChaosKind::status_500, ChaosKind::cut, ChaosKind::duplicate});
+  CHECK(*parse_chaos_kinds("500,429,slow,cut,garbage,close,duplicate") == all_chaos_kinds());
+  CHECK_FALSE(parse_chaos_kinds("").ok());
+  CHECK_FALSE(parse_chaos_kinds("500,teapot").ok());
+  Config out_of_range;
+  out_of_range.chaos_share = 1.5;
+  CHECK_FALSE(Backend::create(out_of_range, {}, kStart).ok());
+}
+
+TEST_CASE("chaos at share 1 with a status kind answers that status and records nothing") {
+  {
+    Backend backend = make_backend(with_chaos("500"), {json{{"id", "t"}}});
+    const Response task = backend.handle(get("/api/task/available"), kStart);
+    CHECK(task.status == 500);
+    CHECK(body_of(task).contains("error"));
+    CHECK(backend.handle(post("/api/task/result", R"({"id":"t"})"), kStart).status == 500);
+    const json stats = stats_of(backend);
+    CHECK(stats["queue"] == 1);
+    CHECK(stats["results"] == 0);
+    CHECK(stats["faults"] == json{{"500", 2}});
+  }
+  {
+    Config config = with_chaos("429");
+    config.retry_after = seconds{3};
+    Backend backend = make_backend(config);
+    const Response r = backend.handle(get("/api/task/available"), kStart);
+    CHECK(r.status == 429);
+    CHECK(r.header("Retry-After") == "3");
+  }
+}
+
+TEST_CASE("chaos slow answers for real after the slow delay; a slow POST is recorded") {
+  Config config = with_chaos("slow");
+  config.slow_delay = milliseconds{3000};
+  Backend backend = make_backend(config, {json{{"id", "t"}}});
+  const Response task = backend.handle(get("/api/task/available"), kStart);
+  CHECK(task.delay == milliseconds{3000});
+  CHECK(body_of(task) == json{{"id", "t"}});
+  const Response result = backend.handle(post("/api/task/result", R"({"id":"t"})"), kStart);
+  CHECK(result.delay == milliseconds{3000});
+  CHECK(result.status == 200);
+  CHECK(stats_of(backend)["results"] == 1);
+}
+
+TEST_CASE("chaos cut sends half the body and still records a POST") {
+  proctor::test::TempDir dir;
+  Config config = with_chaos("cut");
+  config.results_file = dir / "results.jsonl";
+  Backend backend = make_backend(config, {json{{"id", "t"}}});
+  const Response task = backend.handle(get("/api/task/available"), kStart);
+  REQUIRE(task.cut_body_after.has_value());
+  CHECK(*task.cut_body_after == task.body.size() / 2);
+  CHECK(*task.cut_body_after > 0);
+  const Response result = backend.handle(post("/api/task/result", R"({"id":"t"})"), kStart);
+  CHECK(result.cut_body_after.has_value());
+  CHECK(stats_of(backend)["results"] == 1);
+  CHECK(lines_of(dir / "results.jsonl").size() == 1);
+}
+
+TEST_CASE("chaos close never records a POST; garbage records it and then answers garbage") {
+  for (const char* kind : {"garbage", "close"}) {
+    CAPTURE(kind);
+    Backend backend = make_backend(with_chaos(kind), {json{{"id", "t"}}});
+    const Response task = backend.handle(get("/api/task/available"), kStart);
+    const Response result = backend.handle(post("/api/task/result", R"({"id":"t"})"), kStart);
+    const json stats = stats_of(backend);
+    if (std::string(kind) == "garbage") {
+      CHECK(task.status == 200);
+      CHECK_FALSE(json::accept(task.body));
+      CHECK(result.status == 200);
+      CHECK_FALSE(json::accept(result.body));
+      // A 2xx is success to the client, so the result was recorded before the garbage.
+      CHECK(stats["results"] == 1);
+    } else {
+      CHECK(task.close_without_answer);
+      CHECK(result.close_without_answer);
+      CHECK(stats["results"] == 0);
+    }
+    CHECK(stats["queue"] == 1);  // a faulted GET hands nothing out
+    CHECK(stats["faults"] == json{{kind, 2}});
+  }
+}
+
+TEST_CASE("chaos duplicate hands out again a task already handed out, and never touches a POST") {
+  Backend backend = make_backend(with_chaos("duplicate"), {json{{"id", "first"}}, json{{"id", "second"}}});
+  // Nothing handed out yet: a normal answer.
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart)) == json{{"id", "first"}});
+  for (int i = 0; i < 3; ++i) {
+    const Response again = backend.handle(get("/api/task/available"), kStart);
+    CHECK(again.status == 200);
+    CHECK(body_of(again) == json{{"id", "first"}});
+    CHECK_FALSE(again.fault.empty());
+  }
+  const Response result = backend.handle(post("/api/task/result", R"({"id":"first"})"), kStart);
+  CHECK(result.status == 200);  // duplicate is GET only, and the only kind: no fault on a POST
+  CHECK(result.fault.empty());
+  const json stats = stats_of(backend);
+  CHECK(stats["tasks_served"] == 1);
+  CHECK(stats["tasks_duplicated"] == 3);
+  CHECK(stats["queue"] == 1);
+  CHECK(stats["results"] == 1);
+  CHECK(stats["faults"] == json{{"duplicate", 3}});
+  CHECK(body_of(backend.handle(get("/admin/requests"), kStart))[1]["task_duplicated"] == true);
+}
+
+TEST_CASE("a task without a result is not offered again before the task timeout, and is at it") {
+  Config config;
+  config.task_timeout = seconds{600};
+  std::vector<std::string> logged;
+  config.log = [&logged](const std::string& line) { logged.push_back(line); };
+  Backend backend = make_backend(config, {json{{"id", "a"}, {"repositoryUrl", "https://example.org/r.git"}}});
+  const Response first = backend.handle(get("/api/task/available"), kStart);
+  REQUIRE(first.status == 200);
+
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart + seconds{599})) ==
+        json{{"status", "UNAVAILABLE"}});
+  CHECK(logged.empty());
+  const Response again = backend.handle(get("/api/task/available"), kStart + seconds{600});
+  CHECK(again.status == 200);
+  CHECK(again.body == first.body);
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart + seconds{601})) ==
+        json{{"status", "UNAVAILABLE"}});
+
+  const json stats = stats_of(backend);
+  CHECK(stats["tasks_served"] == 2);  // a re-offered task served again is a hand-out
+  CHECK(stats["tasks_requeued"] == 1);
+  CHECK(stats["queue"] == 0);
+  const json log = body_of(backend.handle(get("/admin/requests"), kStart));
+  CHECK_FALSE(log[1].contains("tasks_requeued"));
+  CHECK(log[2]["tasks_requeued"] == 1);
+  CHECK(log[2]["task_enqueued_ms"] == unix_ms_of(kStart + seconds{600}));
+  REQUIRE(logged.size() == 1);
+  CHECK(logged[0].find(R"(id:"a")") != std::string::npos);
+}
+
+TEST_CASE("a task whose result came (same id or attempt) is never offered again") {
+  Backend backend = make_backend({}, {json{{"id", "a"}}, json{{"attempt", 7}}, json{{"id", "b"}}});
+  for (int i = 0; i < 3; ++i) REQUIRE(backend.handle(get("/api/task/available"), kStart).status == 200);
+  REQUIRE(backend.handle(post("/api/task/result", R"({"id":"a","isPassed":true})"), kStart + seconds{10}).status ==
+          200);
+  REQUIRE(backend.handle(post("/api/task/result", R"({"attempt":7})"), kStart + seconds{599}).status == 200);
+  REQUIRE(backend.handle(post("/api/task/result", R"({"id":"c"})"), kStart + seconds{20}).status == 200);
+
+  // Only "b" has no result ("c" is another task's identity).
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart + seconds{600})) == json{{"id", "b"}});
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart + seconds{700})) ==
+        json{{"status", "UNAVAILABLE"}});
+  CHECK(body_of(backend.handle(get("/admin/stats"), kStart + seconds{1199}))["tasks_requeued"] == 1);
+}
+
+TEST_CASE("timed-out tasks are offered again in hand-out order, ahead of tasks never served") {
+  Backend backend = make_backend({}, {json{{"id", "a"}}, json{{"id", "b"}}, json{{"id", "c"}}});
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart)) == json{{"id", "a"}});
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart + seconds{1})) == json{{"id", "b"}});
+
+  // One request at +700 finds both timed out.
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart + seconds{700})) == json{{"id", "a"}});
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart + seconds{700})) == json{{"id", "b"}});
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart + seconds{700})) == json{{"id", "c"}});
+  const json stats = stats_of(backend);
+  CHECK(stats["tasks_requeued"] == 2);
+  CHECK(stats["tasks_served"] == 5);
+}
+
+TEST_CASE("raw tasks and tasks without an identity are never offered again") {
+  Backend backend = make_backend({}, {json{{"repositoryUrl", "https://example.org/r.git"}}});
+  REQUIRE(backend.handle(post("/admin/raw-task", R"({"id":"raw"})"), kStart).status == 200);
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart)) == json{{"id", "raw"}});
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart)) ==
+        json{{"repositoryUrl", "https://example.org/r.git"}});
+
+  for (const seconds later : {seconds{600}, seconds{1200}, seconds{100'000}}) {
+    CHECK(body_of(backend.handle(get("/api/task/available"), kStart + later)) == json{{"status", "UNAVAILABLE"}});
+  }
+  CHECK(stats_of(backend)["tasks_requeued"] == 0);
+}
+
+TEST_CASE("a result after a re-offer is recorded once; a second one is a duplicate") {
+  Backend backend = make_backend({}, {json{{"id", "a"}}});
+  REQUIRE(backend.handle(get("/api/task/available"), kStart).status == 200);
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart + seconds{600})) == json{{"id", "a"}});
+  CHECK(backend.handle(post("/api/task/result", R"({"id":"a"})"), kStart + seconds{601}).status == 200);
+  json stats = body_of(backend.handle(get("/admin/stats"), kStart + seconds{601}));
+  CHECK(stats["results"] == 1);
+  CHECK(stats["duplicate_results"] == 0);
+
+  CHECK(backend.handle(post("/api/task/result", R"({"id":"a"})"), kStart + seconds{602}).status == 200);
+  // The second hand-out got its result too: nothing more is offered.
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart + seconds{5000})) ==
+        json{{"status", "UNAVAILABLE"}});
+  stats = stats_of(backend);
+  CHECK(stats["results"] == 2);
+  CHECK(stats["duplicate_results"] == 1);
+  CHECK(stats["tasks_requeued"] == 1);
+}
+
+TEST_CASE("a duplicate re-serve is not a hand-out: it neither restarts nor adds a timeout") {
+  Backend backend = make_backend(with_chaos("duplicate"), {json{{"id", "a"}}});
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart)) == json{{"id", "a"}});  // a real hand-out
+  const Response duplicate = backend.handle(get("/api/task/available"), kStart + seconds{300});
+  CHECK(body_of(duplicate) == json{{"id", "a"}});
+  CHECK_FALSE(duplicate.fault.empty());
+
+  CHECK(body_of(backend.handle(get("/admin/stats"), kStart + seconds{600}))["tasks_requeued"] == 1);
+  CHECK(body_of(backend.handle(get("/admin/stats"), kStart + seconds{5000}))["tasks_requeued"] == 1);
+}
+
+TEST_CASE("a task timeout of 0 never offers a task again") {
+  Config config;
+  config.task_timeout = seconds{0};
+  Backend backend = make_backend(config, {json{{"id", "a"}}});
+  REQUIRE(backend.handle(get("/api/task/available"), kStart).status == 200);
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart + seconds{100'000})) ==
+        json{{"status", "UNAVAILABLE"}});
+  CHECK(stats_of(backend)["tasks_requeued"] == 0);
+}
+
+TEST_CASE("chaos at share 0 never faults") {
+  Config config = with_chaos("500,429,slow,cut,garbage,close,duplicate", 0.0);
+  Backend backend = make_backend(config);
+  for (int i = 0; i < 1000; ++i) {
+    const Response r = backend.handle(i % 2 == 0 ? get("/api/task/available")
+                                                 : post("/api/task/result", json{{"id", i}}.dump()),
+                                      kStart);
+    REQUIRE(r.status == 200);
+    REQUIRE(r.fault.empty());
+    REQUIRE(r.delay == milliseconds{0});
+    REQUIRE_FALSE(r.cut_body_after.has_value());
+  }
+  CHECK(stats_of(backend)["faults"] == json::object());
+  CHECK(stats_of(backend)["results"] == 500);
+}
+
+TEST_CASE("chaos at share 0.2 faults about a fifth of 1000 requests, and a seed replays the same ones") {
+  const auto faulted = [](uint64_t seed) {
+    Config config = with_chaos("500,429", 0.2);
+    config.seed = seed;
+    Backend backend = make_backend(config);
+    std::vector<int> hits;
+    for (int i = 0; i < 1000; ++i) {
+      if (backend.handle(get("/api/task/available"), kStart).status != 200) hits.push_back(i);
+    }
+    const json faults = stats_of(backend)["faults"];
+    CHECK(faults["500"].get<int64_t>() + faults["429"].get<int64_t>() == static_cast<int64_t>(hits.size()));
+    CHECK(faults["500"].get<int64_t>() > 0);
+    CHECK(faults["429"].get<int64_t>() > 0);
+    return hits;
+  };
+  const std::vector<int> hits = faulted(7);
+  // Binomial(1000, 0.2): mean 200, standard deviation 12.6; this is about four of them.
+  CHECK(hits.size() >= 150);
+  CHECK(hits.size() <= 250);
+  CHECK(faulted(7) == hits);
+  CHECK(faulted(8) != hits);
+}
+
+TEST_CASE("an Idempotency-Key already recorded is answered as the first time and not recorded again") {
+  proctor::test::TempDir dir;
+  Config config;
+  config.results_file = dir / "results.jsonl";
+  Backend backend = make_backend(config);
+  const Response first =
+      backend.handle(post("/api/task/result", R"({"id":"a"})", {{"Idempotency-Key", "spool-1"}}), kStart);
+  REQUIRE(first.status == 200);
+  const Response replay =
+      backend.handle(post("/api/task/result", R"({"id":"a"})", {{"idempotency-key", "spool-1"}}), kStart);
+  CHECK(replay.status == 200);
+  CHECK(replay.body == first.body);
+  json stats = stats_of(backend);
+  CHECK(stats["results"] == 1);
+  CHECK(stats["replayed_deliveries"] == 1);
+  CHECK(stats["duplicate_results"] == 0);
+  CHECK(lines_of(dir / "results.jsonl").size() == 1);
+
+  // The same identity under another key, or none, is a real second delivery.
+  CHECK(backend.handle(post("/api/task/result", R"({"id":"a"})", {{"Idempotency-Key", "spool-2"}}), kStart)
+            .status == 200);
+  stats = stats_of(backend);
+  CHECK(stats["results"] == 2);
+  CHECK(stats["distinct_results"] == 1);
+  CHECK(stats["duplicate_results"] == 1);
+  CHECK(stats["replayed_deliveries"] == 1);
+  CHECK(backend.handle(post("/api/task/result", R"({"id":"a"})"), kStart).status == 200);
+  CHECK(stats_of(backend)["duplicate_results"] == 2);
+
+  // A refused body does not claim its key: the corrected retry is recorded.
+  CHECK(backend.handle(post("/api/task/result", "not json", {{"Idempotency-Key", "spool-3"}}), kStart).status ==
+        400);
+  CHECK(backend.handle(post("/api/task/result", R"({"id":"b"})", {{"Idempotency-Key", "spool-3"}}), kStart)
+            .status == 200);
+  CHECK(stats_of(backend)["results"] == 4);
+  CHECK(stats_of(backend)["replayed_deliveries"] == 1);
+}
+
+TEST_CASE("/admin/stats has every counter the soak reads") {
+  Config config;
+  config.faults = {rule("get:503"), rule("post:close")};
+  Backend backend = make_backend(config, {json{{"id", "a"}}, json{{"id", "b"}}});
+  CHECK(backend.handle(get("/api/task/available"), kStart).status == 503);
+  CHECK(body_of(backend.handle(get("/api/task/available"), kStart)) == json{{"id", "a"}});
+  CHECK(backend.handle(post("/api/task/result", R"({"id":"a"})"), kStart).close_without_answer);
+  CHECK(backend.handle(post("/api/task/result", R"({"id":"a"})", {{"Idempotency-Key", "k"}}), kStart).status ==
+        200);
+  CHECK(backend.handle(post("/api/task/result", R"({"id":"a"})", {{"Idempotency-Key", "k"}}), kStart).status ==
+        200);
+
+  const json stats = stats_of(backend);
+  CHECK(stats["tasks_served"] == 1);
+  CHECK(stats["tasks_duplicated"] == 0);
+  CHECK(stats["tasks_requeued"] == 0);
+  CHECK(stats["queue"] == 1);
+  CHECK(stats["results"] == 1);
+  CHECK(stats["distinct_results"] == 1);
+  CHECK(stats["duplicate_results"] == 0);
+  CHECK(stats["replayed_deliveries"] == 1);
+  CHECK(stats["faults"] == json{{"503", 1}, {"close", 1}});
+}
+
 TEST_CASE("the server answers real HTTP with keep-alive, hangs up on close faults, delays slow ones, "
           "and stops with connections open") {
   namespace asio = boost::asio;
@@ -586,6 +1064,40 @@ TEST_CASE("the server answers real HTTP with keep-alive, hangs up on close fault
   beast::error_code after_stop_ec;
   http::read(idle, idle_buffer, after_stop, after_stop_ec);
   CHECK(after_stop_ec == http::error::end_of_stream);
+}
+
+TEST_CASE("the server sends a cut answer's headers with the full Content-Length, half the body, then hangs up") {
+  namespace asio = boost::asio;
+  using tcp = asio::ip::tcp;
+
+  const json task = {{"id", "cut-over-the-wire"}, {"repositoryUrl", "file:///nowhere"}};
+  Config config;
+  config.faults = {rule("get:cut")};
+  auto server = Server::open(make_backend(config, {task}), ServerOptions{});
+  REQUIRE_MESSAGE(server.ok(), server.error().message);
+  std::thread serving([&server] { server->run(); });
+
+  asio::io_context client;
+  tcp::socket socket(client);
+  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server->port()));
+  const std::string request = "GET /api/task/available HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  asio::write(socket, asio::buffer(request));
+  std::string received;
+  boost::system::error_code ec;
+  asio::read(socket, asio::dynamic_buffer(received), ec);  // until the server hangs up
+  CHECK(ec == asio::error::eof);
+  server->stop();
+  serving.join();
+
+  const auto end_of_headers = received.find("\r\n\r\n");
+  REQUIRE(end_of_headers != std::string::npos);
+  const std::string headers = received.substr(0, end_of_headers);
+  const std::string body = received.substr(end_of_headers + 4);
+  CHECK(headers.starts_with("HTTP/1.1 200"));
+  const std::string full = task.dump();
+  CHECK(headers.find("Content-Length: " + std::to_string(full.size())) != std::string::npos);
+  CHECK(body.size() == full.size() / 2);
+  CHECK(body == full.substr(0, full.size() / 2));
 }
 
 }  // TEST_SUITE

@@ -6,6 +6,8 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +24,7 @@
 
 #include "agent/process_runner.hpp"
 #include "common/text.hpp"
+#include "tests/unit/require_ok.hpp"
 #include "tests/unit/temp_dir.hpp"
 
 namespace proctor {
@@ -290,14 +293,16 @@ sys.stdout.write('\nend\n')
   CHECK(fs::file_size(dir / "log.txt") == 2U * 1024U * 1024U + (run.lines.size() - 1) + 4U);
 }
 
-TEST_CASE("gives the child exactly the given environment and finds argv[0] on its PATH") {
+TEST_CASE("gives the child exactly the given environment, plus the tree's cookie, and finds argv[0] on its PATH") {
   test::TempDir dir;
   fs::create_directories(dir / "bin");
   const fs::path tool = dir / "bin" / "proctor-show-env";
   { std::ofstream(tool) << "#!/bin/sh\nexec env\n"; }
   fs::permissions(tool, fs::perms::owner_all);
   auto spec = make_spec({"proctor-show-env"}, dir);
-  spec.env = {{"PATH", (dir / "bin").string() + ":/usr/bin:/bin"}, {"FOO", "bar baz"}};
+  // A cookie in the given environment is replaced by the spec's own.
+  spec.env = {{"PATH", (dir / "bin").string() + ":/usr/bin:/bin"}, {"FOO", "bar baz"}, {kCookieVariable, "stale"}};
+  spec.cookie = "c00k1e";
   const auto run = run_collecting(spec);
   CHECK(run.outcome.exit_code == 0);
   auto seen = run.lines;
@@ -307,7 +312,8 @@ TEST_CASE("gives the child exactly the given environment and finds argv[0] on it
                             [](const std::string& l) { return l.rfind("PWD=", 0) == 0; }),
              seen.end());
   INFO("environment: " << join_lines(seen));
-  const std::vector<std::string> expected{"FOO=bar baz", "PATH=" + (dir / "bin").string() + ":/usr/bin:/bin"};
+  const std::vector<std::string> expected{"FOO=bar baz", "PATH=" + (dir / "bin").string() + ":/usr/bin:/bin",
+                                          std::string(kCookieVariable) + "=c00k1e"};
   CHECK(seen == expected);
 }
 
@@ -422,6 +428,69 @@ TEST_CASE("stops the whole session, even a member that left the group, when canc
   CHECK_FALSE(is_my_zombie(sid));
 }
 
+TEST_CASE("as a subreaper, kills and reaps a descendant that double-forked into a session of its own") {
+  REQUIRE_OK(become_child_subreaper());
+  test::TempDir dir;
+  // `setsid -f` forks and starts a new session: the escapee is in neither the service's
+  // group nor its session, and its parent (setsid) is gone at once, so it is re-parented.
+  // The leader waits for the escapee's pid file, then reports it and exits 0.
+  auto spec = shell_spec(
+      "setsid -f /bin/sh -c 'echo $$ > escapee.tmp; mv escapee.tmp escapee; exec sleep 1000'; "
+      "while [ ! -s escapee ]; do sleep 0.01; done; cat escapee",
+      dir);
+  spec.kill_grace = 5000ms;
+  const auto run = run_collecting(spec);
+  CHECK(run.outcome.exit_code == 0);
+  REQUIRE(run.lines.size() == 1);
+  const auto escapee = static_cast<pid_t>(std::stoi(run.lines[0]));
+  CHECK(run.outcome.stragglers_killed == 1);
+  CHECK_FALSE(is_alive(escapee));
+  CHECK_FALSE(is_my_zombie(escapee));  // reaped by the runner, not left for init
+}
+
+TEST_CASE("kill_marked_processes kills what carries the cookie and nothing else") {
+  const std::string cookie = "test-cookie-" + std::to_string(::getpid());
+  auto spawn_sleep = [](std::vector<std::string> env_entries) {
+    std::vector<char*> argv{const_cast<char*>("/bin/sleep"), const_cast<char*>("1000"), nullptr};
+    std::vector<char*> envp;
+    for (auto& entry : env_entries) envp.push_back(entry.data());
+    envp.push_back(nullptr);
+    pid_t pid = 0;
+    REQUIRE(::posix_spawn(&pid, "/bin/sleep", nullptr, nullptr, argv.data(), envp.data()) == 0);
+    return pid;
+  };
+  std::vector<std::string> marked_env{std::string(kCookieVariable) + "=" + cookie};
+  std::vector<std::string> other_env{std::string(kCookieVariable) + "=" + cookie + "-other"};
+  const pid_t marked = spawn_sleep(marked_env);
+  const pid_t other = spawn_sleep(other_env);
+  // The environment is readable once exec is done: wait for the new image, not a time.
+  auto wait_exec = [](pid_t pid) {
+    while (read_text("/proc/" + std::to_string(pid) + "/cmdline").rfind("/bin/sleep", 0) != 0) std::this_thread::yield();
+  };
+  wait_exec(marked);
+  wait_exec(other);
+  CHECK(kill_marked_processes(cookie) == 1);
+  CHECK_FALSE(is_alive(marked));
+  CHECK_FALSE(is_my_zombie(marked));  // reaped as an adopted zombie
+  CHECK(is_alive(other));
+  ::kill(other, SIGKILL);
+  int status = 0;
+  CHECK(::waitpid(other, &status, 0) == other);
+}
+
+TEST_CASE("reap_adopted_zombies reaps a finished child no run waits for") {
+  pid_t pid = 0;
+  std::vector<char*> argv{const_cast<char*>("/bin/true"), nullptr};
+  std::vector<char*> envp{nullptr};
+  REQUIRE(::posix_spawn(&pid, "/bin/true", nullptr, nullptr, argv.data(), envp.data()) == 0);
+  siginfo_t info{};
+  // Wait until it is a zombie, without reaping it.
+  REQUIRE(::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) == 0);
+  CHECK(is_my_zombie(pid));
+  CHECK(reap_adopted_zombies() >= 1);
+  CHECK_FALSE(is_my_zombie(pid));
+}
+
 TEST_CASE("does not start when cancelled before the start") {
   test::TempDir dir;
   std::stop_source stop;
@@ -525,13 +594,13 @@ TEST_CASE("reports a program the system cannot execute and reaps the forked chil
   CHECK(zombies.empty());
 }
 
-TEST_CASE("returns when a process that left the session keeps the output pipe open") {
+TEST_CASE("returns when a process that left the session and dropped its environment keeps the output pipe open") {
   test::TempDir dir;
-  // setsid(1) puts sleep in a session of its own: out of the runner's reach, but it holds
-  // the pipe; run() must not wait for an end of file that would never come.
-  // The leader waits until the escaped process has its new session before it exits.
+  // setsid(1) puts sleep in a session of its own and env -i drops the cookie: out of the
+  // runner's reach, but it holds the pipe; run() must not wait for an end of file that
+  // would never come. The leader waits until the escaped process has its new session.
   const auto run = run_collecting(shell_spec(
-      "setsid sh -c 'echo $$ > escaped.tmp; mv escaped.tmp escaped; exec sleep 300' & "
+      "setsid env -i /bin/sh -c 'echo $$ > escaped.tmp; mv escaped.tmp escaped; exec sleep 300' & "
       "while [ ! -e escaped ]; do sleep 0.01; done; cat escaped; echo bye",
       dir));
   REQUIRE(run.lines.size() == 2);

@@ -1,0 +1,72 @@
+#pragma once
+// TaskJournal: what this agent has taken from the backend, kept on disk so that neither
+// a task handed out twice nor an agent killed in the middle of a task doubles or loses a
+// result. Under its folder:
+//   held/{slot}.json  the task a slot holds (identity, process cookie, when), written and
+//                     synced before the task runs, removed once its payload is spooled;
+//                     one left at start-up is a task the previous run never finished.
+//   taken.log         the identities taken lately, one per line, so that a task handed
+//                     out again (even after a restart) is recognised and not run twice.
+// Thread-safe: the daemon calls it from its spool thread and its event loop.
+
+#include <cstddef>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <deque>
+#include <vector>
+
+#include "common/result.hpp"
+#include "common/task.hpp"
+#include "agent/workspace.hpp"
+
+namespace proctor {
+
+// A task a slot held when the agent stopped without finishing it.
+struct HeldTask {
+  int slot = 0;
+  TaskIdentity identity;
+  std::string cookie;    // the cookie of its processes (ProcessSpec::cookie)
+  std::string taken_at;  // UTC, ISO 8601
+};
+
+// "id:<text>" or "attempt:<text>": one task's identity as the backend counts it.
+std::string identity_key(const TaskIdentity& identity);
+
+// The identity key of a result payload (its top-level "id" or "attempt"), if it has one.
+std::optional<std::string> payload_identity_key(std::string_view payload);
+
+class TaskJournal {
+ public:
+  // A journal in `dir` (created on demand) that remembers the last `remember` identities.
+  explicit TaskJournal(std::filesystem::path dir, std::size_t remember = 10000);
+
+  // Reads taken.log and returns the tasks held when the previous run stopped; the records
+  // stay until release() (a crash during recovery finds them again).
+  std::vector<HeldTask> open();
+  // Whether the task with identity `key` was taken before, by this run or a remembered one.
+  [[nodiscard]] bool taken(const std::string& key) const;
+  // Marks `key` taken in memory at once (hold() makes it durable); false when it already was.
+  bool claim(const std::string& key);
+  // Records that `slot` holds `identity` and marks it taken; synced before it returns.
+  Result<void> hold(int slot, const TaskIdentity& identity, const std::string& cookie);
+  // Forgets what `slot` held (its payload is in the spool now).
+  void release(int slot);
+
+ private:
+  [[nodiscard]] std::filesystem::path held_file(int slot) const;
+  void remember(const std::string& key);             // caller holds mutex_
+  Result<void> append_taken(const std::string& key);  // caller holds mutex_
+
+  std::filesystem::path dir_;
+  std::size_t remember_;
+  mutable std::mutex mutex_;
+  std::deque<std::string> order_;            // oldest first
+  std::unordered_set<std::string> taken_;    // the same keys, for lookup
+  std::size_t log_lines_ = 0;                // lines in taken.log, compacted when it doubles
+};
+
+}  // namespace proctor

@@ -1,0 +1,106 @@
+"""An agent killed with SIGKILL in the middle of a task: the next start kills what the
+task left running (even a process that double-forked out of the service's session) and
+reports the task as errored, exactly once; a task handed out twice runs once."""
+
+import json
+import re
+import signal
+import uuid
+
+from conftest import processes_with, wait_for_line
+
+
+def escaping_service(make_service, marker_dir, n):
+    # The service starts a process that double-forks into a session of its own (setsid -f)
+    # and says where it is, then hangs. A unique sleep length finds this test's processes.
+    return make_service(f"""
+        cmd: sh hang.sh
+        timeout: 600
+        """, {"hang.sh": f"""
+        setsid -f sh -c 'echo $$ > {marker_dir}/escapee.tmp; mv {marker_dir}/escapee.tmp {marker_dir}/escapee; exec sleep {n}1'
+        while [ ! -s {marker_dir}/escapee ]; do sleep 0.01; done
+        echo running > {marker_dir}/running
+        exec sleep {n}2
+        """})
+
+
+def alive(pid):
+    try:
+        state = next(l for l in open(f"/proc/{pid}/status").read().splitlines() if l.startswith("State:"))
+    except (OSError, StopIteration):
+        return False
+    return "Z" not in state.split()[1]
+
+
+def test_a_task_running_when_the_agent_is_killed_is_reported_errored_at_the_next_start(
+        backend, make_repo, make_service, start_runner, tmp_path):
+    n = uuid.uuid4().int % 900000 + 100000
+    repo = make_repo({"README": "x\n"})
+    service = escaping_service(make_service, tmp_path, n)
+    b = backend([{"id": "killed-mid-task", "repositoryUrl": f"file://{repo}"}])
+    runner = start_runner("--backend-url", b.url, "--service", str(service))
+    wait_for_line(runner.stderr, "running service")
+    while not (tmp_path / "running").exists():
+        assert runner.poll() is None, runner.stderr.read()
+    escapee = int((tmp_path / "escapee").read_text())
+    runner.kill()  # SIGKILL: no shutdown, no cleanup
+    runner.wait()
+    assert alive(escapee)  # nothing stopped it: the agent died
+    held = list((tmp_path / "work" / "journal" / "held").glob("*.json"))
+    assert len(held) == 1 and json.loads(held[0].read_text())["identity"] == "killed-mid-task"
+
+    again = start_runner("--backend-url", b.url, "--service", str(service))
+    lines = wait_for_line(again.stderr, "result of task killed-mid-task delivered")
+    text = "".join(lines)
+    # The shell, the service's sleep and the escapee (at least those two sleeps).
+    killed = re.search(r"killed (\d+) process\(es\) the previous run of the agent left running", text)
+    assert killed and int(killed.group(1)) >= 2, text
+    assert "never finished: the agent stopped while it ran" in text
+    again.send_signal(signal.SIGTERM)
+    assert again.wait(timeout=30) == 0
+
+    [payload] = b.results()
+    assert payload["id"] == "killed-mid-task"
+    assert payload["isError"] is True
+    assert "The agent stopped" in payload["errorDetails"]
+    assert not alive(escapee)
+    assert processes_with(f"sleep {n}1") == [] and processes_with(f"sleep {n}2") == []
+    assert list((tmp_path / "work" / "journal" / "held").glob("*.json")) == []
+    assert b.get("/admin/stats")["duplicate_results"] == 0
+
+
+def test_a_finished_task_leaves_no_journal_record_and_a_restart_reports_nothing_twice(
+        backend, make_repo, make_service, start_runner, run_runner, tmp_path):
+    repo = make_repo({"README": "x\n"})
+    service = make_service("""
+        cmd: "true"
+        valid_exit_codes: [0]
+        timeout: 60
+        """)
+    b = backend([{"id": "done-once", "repositoryUrl": f"file://{repo}"}])
+    run_runner("--backend-url", b.url, "--once", "--service", str(service))
+    assert list((tmp_path / "work" / "journal" / "held").glob("*.json")) == []
+    again = start_runner("--backend-url", b.url, "--service", str(service))
+    wait_for_line(again.stderr, "slot 0: started")
+    again.send_signal(signal.SIGTERM)
+    assert again.wait(timeout=30) == 0
+    assert [r["id"] for r in b.results()] == ["done-once"]
+
+
+def test_a_task_handed_out_again_after_a_restart_is_not_run_twice(backend, make_repo, make_service, run_runner,
+                                                                   start_runner, tmp_path):
+    repo = make_repo({"README": "x\n"})
+    service = make_service("""
+        cmd: "true"
+        timeout: 60
+        """)
+    b = backend([{"id": "twice", "repositoryUrl": f"file://{repo}"}])
+    run_runner("--backend-url", b.url, "--once", "--service", str(service))
+    b.post("/admin/tasks", [{"id": "twice", "repositoryUrl": f"file://{repo}"}])  # the backend's mistake
+
+    again = start_runner("--backend-url", b.url, "--service", str(service))
+    wait_for_line(again.stderr, "handed out task twice again")
+    again.send_signal(signal.SIGTERM)
+    assert again.wait(timeout=30) == 0
+    assert [r["id"] for r in b.results()] == ["twice"]
+    assert b.get("/admin/stats")["duplicate_results"] == 0
