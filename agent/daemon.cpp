@@ -23,6 +23,7 @@
 #include "agent/process_runner.hpp"
 #include "agent/spool.hpp"
 #include "agent/task_journal.hpp"
+#include "agent/url.hpp"
 #include "agent/workspace.hpp"
 #include "common/text.hpp"
 
@@ -70,6 +71,10 @@ class Agent {
         journal_(settings.work_dir / "journal"), rng_(std::random_device{}()) {}
 
   int run() {
+    if (auto locked = journal_.lock(); !locked) {
+      spdlog::critical("{}", locked.error().message);
+      return exit_infrastructure;
+    }
     if (auto reaper = become_child_subreaper(); !reaper) spdlog::warn("{}", reaper.error().message);
     recover_held_tasks();
     schedule_reaping();
@@ -112,6 +117,9 @@ class Agent {
         }
       }
       if (--active_ == 0) {
+        // A timer or signal handler already queued with success must not re-arm itself
+        // after this, or io_.run() would never return.
+        finished_ = true;
         boost::system::error_code ignored;
         signals_.cancel(ignored);
         grace_timer_.cancel();
@@ -160,7 +168,7 @@ class Agent {
   void schedule_reaping() {
     reaper_timer_.expires_after(5s);
     reaper_timer_.async_wait([this](const boost::system::error_code& ec) {
-      if (ec) return;
+      if (ec || finished_) return;
       asio::post(spool_io_, [] { reap_adopted_zombies(); });
       schedule_reaping();
     });
@@ -186,7 +194,7 @@ class Agent {
 
   void wait_for_signal() {
     signals_.async_wait([this](const boost::system::error_code& ec, int signal) {
-      if (ec) return;
+      if (ec || finished_) return;
       if (!stopping_) {
         spdlog::info("received {}: no new tasks; running tasks have {} s to finish", signal == SIGTERM ? "SIGTERM" : "SIGINT",
                      settings_.shutdown_grace.count() / 1000.0);
@@ -264,8 +272,13 @@ class Agent {
     return std::clamp(milliseconds(*answer.retry_after), backoff, std::max(backoff, settings_.max_error_backoff));
   }
 
-  // An idempotency key for a payload the spool could not keep (no entry name to use).
-  std::string random_key() {
+  // The Idempotency-Key of a payload: derived from the task it answers, so that a task is
+  // answered once as far as the backend can tell, whatever this agent sends later (an
+  // "agent stopped" payload after a kill -9 that raced a delivery, say). A payload with no
+  // identity (never made here) falls back to its spool entry, else a random key.
+  std::string idempotency_key(const std::string& body, const std::optional<std::filesystem::path>& entry) {
+    if (const auto key = payload_identity_key(body)) return "proctor-" + stable_digest("result of " + *key);
+    if (entry) return entry->stem().string();
     std::uniform_int_distribution<uint64_t> bits;
     return fmt::format("mem-{:016x}{:016x}", bits(rng_), bits(rng_));
   }
@@ -338,7 +351,12 @@ class Agent {
         continue;
       }
       const auto& task = std::get<Task>(poll);
-      if (is_duplicate(slot, task.identity)) continue;
+      if (is_duplicate(slot, task.identity)) {
+        // A backend that keeps offering it is not asked again at once.
+        slot.state = SlotState::idle;
+        if (!co_await wait(slot.timer, jittered(settings_.check_interval, 0.1))) break;
+        continue;
+      }
       co_await run_task(slot, task);
       if (settings_.once) {
         begin_shutdown();
@@ -377,7 +395,7 @@ class Agent {
   }
 
   asio::awaitable<void> run_task(Slot& slot, const Task& task) {
-    spdlog::info("slot {}: took task {} ({}{})", slot.index, task.identity.text(), task.repository_url,
+    spdlog::info("slot {}: took task {} ({}{})", slot.index, task.identity.text(), redact_url(task.repository_url),
                  task.branch ? " @ " + *task.branch : "");
     co_await hold(slot, task.identity);
     slot.state = SlotState::running;
@@ -442,11 +460,11 @@ class Agent {
   asio::awaitable<bool> deliver_spooled(BackendClient& client, asio::steady_timer& timer, const std::string& identity,
                                         const std::string& body, const std::optional<std::filesystem::path>& entry) {
     const auto give_up = [this] { return hard_stopped_ || (stopping_ && shutdown_deadline_passed()); };
-    const std::string key = entry ? entry->stem().string() : random_key();
+    const std::string key = idempotency_key(body, entry);
     for (int attempt = 0;; ++attempt) {
       if (hard_stopped_) break;  // stop at once: the payload is already spooled
-      // The same key on every attempt, and after a restart (it is the spool entry's name):
-      // a backend that recorded an attempt whose answer was lost knows the retry for one.
+      // The same key on every attempt, after a restart, and for any later payload of the
+      // same task: a backend that recorded one knows every other for a replay.
       auto answer = co_await client.post_result(body, key);
       if (answer.ok()) {
         spdlog::info("result of task {} delivered (HTTP {})", identity, answer.status);
@@ -546,6 +564,7 @@ class Agent {
   int active_ = 0;
   bool stopping_ = false;
   bool hard_stopped_ = false;
+  bool finished_ = false;  // every coroutine has ended: nothing re-arms
   int exit_code_ = exit_ok;
 };
 

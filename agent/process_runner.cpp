@@ -798,11 +798,18 @@ ProcessOutcome PosixProcessRunner::run(const ProcessSpec& spec, std::stop_token 
   int status = 0;
   rusage usage{};
   pid_t reaped = -1;
-  do {
-    reaped = ::wait4(pid, &status, 0, &usage);
-  } while (reaped == -1 && errno == EINTR);
+  {
+    // Reaped and forgotten in one step: were the pid reused by another slot's new leader
+    // between the two, forgetting would hand that leader's exit status to the reaper.
+    // The leader has exited (every way out of the loop above sees it gone): no wait here.
+    auto& registry = leader_registry();
+    const std::lock_guard lock(registry.mutex);
+    do {
+      reaped = ::wait4(pid, &status, 0, &usage);
+    } while (reaped == -1 && errno == EINTR);
+    registry.leaders.erase(pid);
+  }
   guard.release();
-  forget_leader(pid);
   if (reaped == pid) {
     if (WIFEXITED(status)) outcome.exit_code = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) outcome.term_signal = WTERMSIG(status);

@@ -1,6 +1,7 @@
 #include "agent/task_journal.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,8 +11,8 @@
 #include <ctime>
 #include <fstream>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "agent/workspace.hpp"
 #include "common/file_io.hpp"
@@ -43,7 +44,8 @@ std::optional<HeldTask> read_held(const fs::path& file, int slot) {
   const json* record = &document;
   if (!record->is_object() || !record->contains("identity") || !record->contains("dialect") ||
       !(*record)["dialect"].is_string()) {
-    spdlog::error("the held-task record {} is unreadable; the task it held cannot be reported", file.string());
+    spdlog::error("the held-task record {} is unreadable; the task it held cannot be reported",
+                  file.string());
     return std::nullopt;
   }
   HeldTask held;
@@ -51,7 +53,8 @@ std::optional<HeldTask> read_held(const fs::path& file, int slot) {
   held.identity.dialect = (*record)["dialect"] == "nested" ? Dialect::nested : Dialect::flat;
   held.identity.value = (*record)["identity"];
   if (auto it = record->find("cookie"); it != record->end() && it->is_string()) held.cookie = *it;
-  if (auto it = record->find("taken_at"); it != record->end() && it->is_string()) held.taken_at = *it;
+  if (auto it = record->find("taken_at"); it != record->end() && it->is_string())
+    held.taken_at = *it;
   return held;
 }
 
@@ -69,9 +72,37 @@ std::optional<std::string> payload_identity_key(std::string_view payload) {
   return std::nullopt;
 }
 
-TaskJournal::TaskJournal(fs::path dir, std::size_t remember) : dir_(std::move(dir)), remember_(remember) {}
+TaskJournal::TaskJournal(fs::path dir, std::size_t remember)
+    : dir_(std::move(dir)), remember_(remember) {}
 
-fs::path TaskJournal::held_file(int slot) const { return dir_ / "held" / (std::to_string(slot) + ".json"); }
+TaskJournal::~TaskJournal() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+Result<void> TaskJournal::lock() {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec)
+    return make_error("cannot create the journal folder " + dir_.string() + ": " + ec.message());
+  const auto path = dir_ / "lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return make_error("cannot open " + path.string() + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int why = errno;
+    ::close(fd);
+    if (why == EWOULDBLOCK) {
+      return make_error("another runner is using the work folder " + dir_.parent_path().string() +
+                        "; give each agent a --work-dir of its own");
+    }
+    return make_error("cannot lock " + path.string() + ": " + std::strerror(why));
+  }
+  lock_fd_ = fd;
+  return {};
+}
+
+fs::path TaskJournal::held_file(int slot) const {
+  return dir_ / "held" / (std::to_string(slot) + ".json");
+}
 
 std::vector<HeldTask> TaskJournal::open() {
   const std::lock_guard lock(mutex_);
@@ -82,13 +113,20 @@ std::vector<HeldTask> TaskJournal::open() {
   }
   std::vector<HeldTask> held;
   std::error_code ec;
-  for (auto it = fs::directory_iterator(dir_ / "held", ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+  for (auto it = fs::directory_iterator(dir_ / "held", ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
     const auto name = it->path().filename().string();
     if (it->path().extension() != ".json") continue;
     int slot = 0;
     if (std::sscanf(name.c_str(), "%d.json", &slot) != 1) continue;
     if (auto record = read_held(it->path(), slot)) {
-      remember(identity_key(record->identity));  // reported at start-up: never run again
+      // Reported at start-up, so never run again, even after more restarts.
+      const auto key = identity_key(record->identity);
+      if (!taken_.contains(key)) {
+        remember(key);
+        if (auto appended = append_taken(key); !appended)
+          spdlog::warn("{}", appended.error().message);
+      }
       held.push_back(std::move(*record));
     }
   }
@@ -122,14 +160,17 @@ Result<void> TaskJournal::hold(int slot, const TaskIdentity& identity, const std
   remember(key);
   std::error_code ec;
   fs::create_directories(dir_ / "held", ec);
-  if (ec) return make_error("cannot create the journal folder " + (dir_ / "held").string() + ": " + ec.message());
+  if (ec)
+    return make_error("cannot create the journal folder " + (dir_ / "held").string() + ": " +
+                      ec.message());
   // The held record first: killed between the two writes, the next start reports the task
   // (and then knows it as taken); the other order would remember it taken and never report it.
   const json record{{"dialect", identity.dialect == Dialect::nested ? "nested" : "flat"},
                     {"identity", identity.value},
                     {"cookie", cookie},
                     {"taken_at", utc_now()}};
-  if (auto written = write_file_atomically(held_file(slot), record.dump() + "\n"); !written) return written.error();
+  if (auto written = write_file_atomically(held_file(slot), record.dump() + "\n"); !written)
+    return written.error();
   return append_taken(key);
 }
 
@@ -138,7 +179,8 @@ Result<void> TaskJournal::append_taken(const std::string& key) {
   if (log_lines_ >= 2 * remember_) {
     std::string kept;
     for (const auto& line : order_) kept += line + "\n";
-    if (auto written = write_file_atomically(dir_ / "taken.log", kept); !written) return written.error();
+    if (auto written = write_file_atomically(dir_ / "taken.log", kept); !written)
+      return written.error();
     log_lines_ = order_.size();
     return {};
   }
@@ -149,7 +191,8 @@ Result<void> TaskJournal::append_taken(const std::string& key) {
   const bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
   const bool synced = ::fdatasync(fd) == 0;
   ::close(fd);
-  if (!written || !synced) return make_error("cannot write " + path.string() + ": " + std::strerror(errno));
+  if (!written || !synced)
+    return make_error("cannot write " + path.string() + ": " + std::strerror(errno));
   ++log_lines_;
   return {};
 }

@@ -10,18 +10,18 @@
 // Thread-safe: the daemon calls it from its spool thread and its event loop.
 
 #include <cstddef>
+#include <deque>
 #include <filesystem>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_set>
-#include <deque>
 #include <vector>
 
+#include "agent/workspace.hpp"
 #include "common/result.hpp"
 #include "common/task.hpp"
-#include "agent/workspace.hpp"
 
 namespace proctor {
 
@@ -43,7 +43,13 @@ class TaskJournal {
  public:
   // A journal in `dir` (created on demand) that remembers the last `remember` identities.
   explicit TaskJournal(std::filesystem::path dir, std::size_t remember = 10000);
+  ~TaskJournal();
+  TaskJournal(const TaskJournal&) = delete;
+  TaskJournal& operator=(const TaskJournal&) = delete;
 
+  // Locks the journal for this process (flock on {dir}/lock, held until exit): two agents
+  // on one work folder would take each other's running tasks for crashed ones.
+  Result<void> lock();
   // Reads taken.log and returns the tasks held when the previous run stopped; the records
   // stay until release() (a crash during recovery finds them again).
   std::vector<HeldTask> open();
@@ -58,15 +64,16 @@ class TaskJournal {
 
  private:
   [[nodiscard]] std::filesystem::path held_file(int slot) const;
-  void remember(const std::string& key);             // caller holds mutex_
+  void remember(const std::string& key);              // caller holds mutex_
   Result<void> append_taken(const std::string& key);  // caller holds mutex_
 
   std::filesystem::path dir_;
   std::size_t remember_;
   mutable std::mutex mutex_;
-  std::deque<std::string> order_;            // oldest first
-  std::unordered_set<std::string> taken_;    // the same keys, for lookup
-  std::size_t log_lines_ = 0;                // lines in taken.log, compacted when it doubles
+  std::deque<std::string> order_;          // oldest first
+  std::unordered_set<std::string> taken_;  // the same keys, for lookup
+  std::size_t log_lines_ = 0;              // lines in taken.log, compacted when it doubles
+  int lock_fd_ = -1;                       // open while this process owns the journal
 };
 
 }  // namespace proctor

@@ -104,3 +104,60 @@ def test_a_task_handed_out_again_after_a_restart_is_not_run_twice(backend, make_
     assert again.wait(timeout=30) == 0
     assert [r["id"] for r in b.results()] == ["twice"]
     assert b.get("/admin/stats")["duplicate_results"] == 0
+
+
+def test_retry_after_is_honoured_when_posting(backend, make_repo, make_service, run_runner):
+    repo = make_repo({"README": "x\n"})
+    service = make_service("""
+        cmd: "true"
+        timeout: 60
+        """)
+    # The first POST gets 429 with Retry-After: 2; the back-off alone would wait ~0.05 s.
+    b = backend([{"id": "busy", "repositoryUrl": f"file://{repo}"}], "--fault", "post:429", "--retry-after", "2")
+
+    run_runner("--backend-url", b.url, "--once", "--service", str(service), "--error-backoff", "0.05")
+
+    posts = [r for r in b.get("/admin/requests") if r["method"] == "POST" and "result" in r["target"]]
+    assert len(posts) == 2
+    assert posts[1]["time_ms"] - posts[0]["time_ms"] >= 2000
+    assert [r["id"] for r in b.results()] == ["busy"]
+
+
+def test_a_full_spool_stops_the_agent_taking_tasks_and_drops_nothing(backend, make_repo, make_service,
+                                                                      start_runner, tmp_path):
+    repo = make_repo({"README": "x\n"})
+    service = make_service("""
+        cmd: "true"
+        timeout: 60
+        """)
+    # Results are refused with 503 for a long while: the first run leaves its payload in
+    # the spool when it stops.
+    b = backend([{"id": "spooled-0", "repositoryUrl": f"file://{repo}"}], "--fault", "post:503:100000")
+    first = start_runner("--backend-url", b.url, "--service", str(service), "--shutdown-grace", "0")
+    wait_for_line(first.stderr, "posting the result of task spooled-0 failed")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    b.post("/admin/tasks", [{"id": f"spooled-{i}", "repositoryUrl": f"file://{repo}"} for i in (1, 2)])
+
+    # A cap of ~100 bytes: the spool is full with that one payload still undelivered.
+    again = start_runner("--backend-url", b.url, "--service", str(service), "--spool-max-mb", "0.0001",
+                         "--shutdown-grace", "0",
+                         "--error-backoff", "0.05", "--max-error-backoff", "0.2")
+    wait_for_line(again.stderr, "taking no new tasks until the backend accepts them (nothing is dropped)")
+    stats = b.get("/admin/stats")
+    assert stats["tasks_served"] == 1 and stats["queue"] == 2  # no task taken while full
+    again.send_signal(signal.SIGTERM)
+    assert again.wait(timeout=30) == 0
+    [pending] = (tmp_path / "work" / "spool" / "pending").glob("*.json")
+    assert json.loads(pending.read_text())["id"] == "spooled-0"
+
+
+def test_a_second_agent_on_the_same_work_dir_refuses_to_start(backend, start_runner, run_runner):
+    b = backend([])
+    first = start_runner("--backend-url", b.url, "--service", "/nonexistent")
+    wait_for_line(first.stderr, "slot 0: started")
+    second = run_runner("--backend-url", b.url, "--service", "/nonexistent", timeout=30)
+    assert second.returncode == 3
+    assert "another runner is using the work folder" in second.stderr
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0

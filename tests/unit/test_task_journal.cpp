@@ -19,8 +19,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-TaskIdentity flat(const std::string& id) { return {Dialect::flat, nlohmann::json(id)}; }
-TaskIdentity nested(int attempt) { return {Dialect::nested, nlohmann::json(attempt)}; }
+TaskIdentity flat(const std::string& id) {
+  return {Dialect::flat, nlohmann::json(id)};
+}
+TaskIdentity nested(int attempt) {
+  return {Dialect::nested, nlohmann::json(attempt)};
+}
 
 std::size_t line_count(const fs::path& file) {
   std::ifstream in(file);
@@ -60,6 +64,38 @@ TEST_SUITE("task_journal") {
     CHECK_FALSE(held[0].taken_at.empty());
     restarted.release(2);
     CHECK(TaskJournal(dir / "journal").open().empty());
+  }
+
+  TEST_CASE("only one journal at a time may own a folder") {
+    test::TempDir dir;
+    TaskJournal first(dir / "journal");
+    REQUIRE_OK(first.lock());
+    {
+      TaskJournal second(dir / "journal");
+      const auto refused = second.lock();
+      REQUIRE_FALSE(refused.ok());
+      CHECK(refused.error().message.find("another runner is using the work folder") !=
+            std::string::npos);
+    }
+  }
+
+  TEST_CASE("an identity held at a crash is remembered as taken through later restarts") {
+    test::TempDir dir;
+    {
+      TaskJournal journal(dir / "journal");
+      journal.open();
+      REQUIRE_OK(journal.hold(1, flat("crashed"), "c"));
+      // Crash: never released. Simulate a taken.log that missed the append.
+      std::filesystem::remove(dir / "journal" / "taken.log");
+    }
+    {
+      TaskJournal restarted(dir / "journal");
+      CHECK(restarted.open().size() == 1);
+      restarted.release(1);  // reported
+    }
+    TaskJournal later(dir / "journal");
+    CHECK(later.open().empty());
+    CHECK(later.taken(identity_key(flat("crashed"))));
   }
 
   TEST_CASE("an unreadable held record is skipped, not fatal") {
