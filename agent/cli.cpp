@@ -83,6 +83,11 @@ struct Options {
   std::string s3_endpoint;
   std::string strip_prefix = "tests.";
   bool skips_pass = false;
+  // Orchestrations.
+  std::string descriptions;
+  bool strict = false;
+  double runtime_hours = 0;  // 0: the description's total_hours
+  std::string orchestration;  // runner orchestrate DESCRIPTION
   // Logging.
   std::string logger_level = "info";
   std::string logger_output;
@@ -136,6 +141,11 @@ ExecutorSettings executor_settings(const Options& options, const fs::path& work_
   settings.allowed_schemes = split_list(options.allow_schemes);
   settings.payload.strip_prefix = options.strip_prefix;
   settings.payload.skips_pass = options.skips_pass;
+  if (!options.descriptions.empty()) settings.descriptions_dir = fs::absolute(options.descriptions);
+  settings.strict_orchestrations = options.strict;
+  if (options.runtime_hours > 0) {
+    settings.orchestration_runtime = milliseconds(static_cast<int64_t>(std::llround(options.runtime_hours * 3600 * 1000)));
+  }
   return settings;
 }
 
@@ -252,16 +262,18 @@ int run_exec(const Options& options) {
     std::cerr << "runner exec: " << options.task_file << ": " << task.error().message << "\n";
     return exit_usage;
   }
-  RealExecutor real(options);
-  // Descendants that double-fork out of the service's session stay ours to kill and reap.
-  if (auto reaper = become_child_subreaper(); !reaper) spdlog::warn("{}", reaper.error().message);
-
   // SIGINT/SIGTERM cancel the task; a thread waits for them so the task can stop cleanly.
+  // Blocked before any thread starts (the executor's layout writer is one): a thread
+  // that had them unblocked would take them and die of them.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  RealExecutor real(options);
+  // Descendants that double-fork out of the service's session stay ours to kill and reap.
+  if (auto reaper = become_child_subreaper(); !reaper) spdlog::warn("{}", reaper.error().message);
+
   std::stop_source stop;
   std::jthread signal_waiter([&stop, signals](const std::stop_token& done) {
     while (!done.stop_requested()) {
@@ -284,6 +296,92 @@ int run_exec(const Options& options) {
   real.executor.wait_for_layouts();  // the layout whole, and every event out, before the stream closes
   std::cout << serialize_payload(payload, task->identity) << std::endl;
   return exit_code_for(payload);
+}
+
+// SIGINT/SIGTERM, counted by a thread of their own: the first ends an orchestration's
+// schedule early (its teardown still runs), the second stops everything.
+class SignalCounter {
+ public:
+  SignalCounter() {
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGINT);
+    sigaddset(&signals_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
+    waiter_ = std::jthread([this](const std::stop_token& done) {
+      int seen = 0;
+      while (!done.stop_requested()) {
+        timespec tick{0, 100'000'000};
+        if (sigtimedwait(&signals_, nullptr, &tick) <= 0) continue;
+        if (++seen == 1) {
+          spdlog::warn("signal received: ending the orchestration early (its teardown events still run; "
+                       "a second signal stops everything)");
+          first_.request_stop();
+        } else {
+          spdlog::warn("second signal: stopping every run");
+          second_.request_stop();
+        }
+      }
+    });
+  }
+  [[nodiscard]] std::stop_token first() const { return first_.get_token(); }
+  [[nodiscard]] std::stop_token second() const { return second_.get_token(); }
+
+ private:
+  sigset_t signals_{};
+  std::stop_source first_;
+  std::stop_source second_;
+  std::jthread waiter_;
+};
+
+int run_orchestrate(const Options& options) {
+  // DESCRIPTION: a file, or a name found in --descriptions (as the seed's
+  // orchestration_descriptions).
+  fs::path file = options.orchestration;
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec) && !options.descriptions.empty()) {
+    if (auto found = find_description(options.descriptions, options.orchestration)) file = *found;
+  }
+  if (!fs::is_regular_file(file, ec)) {
+    std::cerr << "runner orchestrate: no description file " << options.orchestration
+              << (options.descriptions.empty() ? std::string()
+                                               : " (nor " + options.orchestration + ".json in " + options.descriptions + ")")
+              << "\n";
+    return exit_usage;
+  }
+  const auto text = read_whole_file(file, "the orchestration description");
+  if (!text) {
+    std::cerr << "runner orchestrate: " << text.error().message << "\n";
+    return exit_usage;
+  }
+  auto check = check_orchestration(*text, file.stem().string());
+  for (const auto& warning : check.warnings) spdlog::warn("{}: {}", file.string(), warning);
+  if (!check.valid()) {
+    for (const auto& error : check.errors) std::cerr << "runner orchestrate: " << file.string() << ": " << error << "\n";
+    return exit_usage;
+  }
+  // Before any thread starts: each inherits the blocked signals, so only the counter sees them.
+  SignalCounter signals;
+  RealExecutor real(options);
+  if (auto reaper = become_child_subreaper(); !reaper) spdlog::warn("{}", reaper.error().message);
+  EventStreamThread events;
+  if (options.events && !options.events_socket.empty()) {
+    if (auto started = events.start(fs::absolute(options.events_socket)); !started) {
+      std::cerr << "runner orchestrate: " << started.error().message << "\n";
+      return exit_usage;
+    }
+  }
+  const std::string test_name = check.description.test_name;
+  auto payload = real.executor.orchestrate(std::move(check.description), real.work_dir, signals.first(),
+                                           signals.second(), events.sink());
+  real.executor.wait_for_layouts();
+  if (!payload) {
+    std::cerr << "runner orchestrate: " << file.string() << ": " << payload.error().message << "\n";
+    return exit_usage;
+  }
+  TaskIdentity identity;
+  identity.value = test_name;
+  std::cout << serialize_payload(*payload, identity) << std::endl;
+  return exit_code_for(*payload);
 }
 
 int run_convert(const Options& options) {
@@ -528,6 +626,11 @@ int run_cli(int argc, char** argv) {
   add(app, "--s3-endpoint", options.s3_endpoint, "S3-compatible store URL, path-style (default: AWS)");
   add(app, "--strip-prefix", options.strip_prefix, "Prefix removed from test classnames");
   add_flag(app, "--skips-pass", options.skips_pass, "Skipped tests do not fail the run");
+  add(app, "--descriptions", options.descriptions,
+      "Folder of orchestration descriptions (NAME.json): `runner orchestrate NAME`, or a task whose service is NAME");
+  add_flag(app, "--strict", options.strict, "A run of an orchestration skipped for overlap fails it");
+  add(app, "--runtime", options.runtime_hours, "Hours an orchestration runs, instead of its total_hours")
+      ->check(CLI::Range(0.0, kMaxTotalHours));
   add(app, "--logger-level", options.logger_level, "debug, info, warning, error or critical")
       ->check(CLI::IsMember({"trace", "debug", "info", "warning", "warn", "error", "critical", "off"}));
   add(app, "--logger-output", options.logger_output, "Log file (default: stderr)");
@@ -546,6 +649,9 @@ int run_cli(int argc, char** argv) {
   listen->add_option("dir", options.listen_dir, "The results folder (tests.json and a folder per record)")->required();
   listen->add_option("--wrapper-pid", options.wrapper_pid, "Stop when this process ends")->check(CLI::PositiveNumber);
   listen->add_option("--events-socket", options.listen_socket, "Also publish the changes on an event stream here");
+  auto* orchestrate = app.add_subcommand("orchestrate", "Run an orchestration (a pytest-orchestration description); print its payload");
+  orchestrate->add_option("description", options.orchestration, "DESCRIPTION.json, or a NAME found in --descriptions")
+      ->required();
   auto* subscribe = app.add_subcommand("subscribe", "Print an agent's events, one JSON per line");
   subscribe->add_option("--socket", options.subscribe_socket, "The agent's events socket (default {work-dir}/events.sock)");
   subscribe->add_option("--filter", options.filters, "field=value: only events that match (repeatable)")
@@ -618,6 +724,7 @@ int run_cli(int argc, char** argv) {
     if (exec->parsed()) return run_exec(options);
     if (convert->parsed()) return run_convert(options);
     if (verify->parsed()) return run_verify(options);
+    if (orchestrate->parsed()) return run_orchestrate(options);
     if (listen->parsed()) {
       ListenOptions listen_options{options.listen_dir, std::nullopt, {}};
       if (!options.listen_socket.empty()) listen_options.events_socket = fs::absolute(options.listen_socket);

@@ -77,7 +77,24 @@ void LayoutWriter::submit(std::function<void()> job) {
 }
 
 void LayoutWriter::submit_tests_json() {
-  submit([this, text = to_tests_json(tests_)] { write_json_atomically(dir_ / "tests.json", text); });
+  if (io_ == nullptr) {
+    write_json_atomically(dir_ / "tests.json", to_tests_json(tests_));
+    return;
+  }
+  // On the worker, the text is made when the job runs, and only by the last tests.json
+  // job queued: every change queues one, and a job that is not the last is skipped, so
+  // a burst of changes costs the caller nothing and the worker one write. The last job
+  // runs after every file queued before it, so what it lists is on disk.
+  const std::uint64_t generation = ++tests_json_generation_;
+  submit([this, generation] {
+    TestsJson snapshot;
+    {
+      std::lock_guard lock(mutex_);
+      if (generation != tests_json_generation_) return;
+      snapshot = tests_;  // formatted outside the lock, which the task's threads take
+    }
+    write_json_atomically(dir_ / "tests.json", to_tests_json(snapshot));
+  });
 }
 
 void LayoutWriter::then(std::function<void()> job) {

@@ -690,6 +690,7 @@ ProcessOutcome PosixProcessRunner::run(const ProcessSpec& spec, std::stop_token 
   const pid_t pid = *launched;
   outcome.started = true;
   SessionGuard guard(pid, cookie_entry);
+  if (spec.on_start) spec.on_start();  // the process runs; before any of its output
 
   OutputSink sink(spec, std::move(log));
   std::array<Fd, 2> streams{std::move(out_pipe->read), std::move(err_pipe->read)};

@@ -34,6 +34,9 @@ struct ProcessSpec {
   // Given to the process on stdin, then end of file (a password for `svn
   // --password-from-stdin`); at most kMaxStdinBytes. Empty: stdin is /dev/null.
   std::string stdin_data;
+  // Called once the process has been started (forked and exec'd), before its first
+  // output line, on the runner's thread. Not called when it cannot start.
+  std::function<void()> on_start;
   // Called with each complete output line (no newline), on the runner's thread.
   std::function<void(std::string_view line)> on_line;
   // Marks every process of the tree: passed as PROCTOR_TASK_COOKIE in the environment,

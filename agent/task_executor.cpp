@@ -1,6 +1,12 @@
 #include "agent/task_executor.hpp"
 
+#include <fcntl.h>
 #include <fnmatch.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <cmath>
@@ -10,7 +16,10 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "agent/fd.hpp"
+#include "agent/orchestration_run.hpp"
 #include "agent/report_watcher.hpp"
+#include "agent/service_launch.hpp"
 #include "agent/url.hpp"
 #include "agent/workspace.hpp"
 #include "common/file_io.hpp"
@@ -23,15 +32,6 @@ namespace proctor {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string upper_key(std::string_view key) {
-  std::string out;
-  for (char c : key) {
-    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    out.push_back(alnum ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : '_');
-  }
-  return out;
-}
 
 std::string exit_code_list(const std::vector<int>& codes) {
   std::vector<std::string> parts;
@@ -70,13 +70,9 @@ std::vector<fs::path> find_reports(const fs::path& junit_xml, const std::vector<
 
 // `text` ending with exactly one full stop (messages from below may bring their own).
 std::string sentence(std::string text) {
+  if (!text.empty() && text.front() >= 'a' && text.front() <= 'z') text.front() = static_cast<char>(text.front() - 'a' + 'A');
   while (!text.empty() && (text.back() == '.' || text.back() == ' ')) text.pop_back();
   return text + ".";
-}
-
-std::string signal_name(int sig) {
-  const char* abbrev = ::sigabbrev_np(sig);
-  return abbrev != nullptr ? std::string("SIG") + abbrev : std::to_string(sig);
 }
 
 // Why a service run broke, in one sentence, or nothing when its report stands: the
@@ -102,43 +98,6 @@ std::optional<std::string> run_failure(const ProcessOutcome& outcome, bool shutt
   return std::nullopt;
 }
 
-// Reads the service's output.json and keeps the values of its output properties, their
-// types checked (they become the service record's output.json); anything else in it is
-// ignored with a warning (only outputs are read back). No output.json: no outputs.
-nlohmann::json kept_outputs(const Task& task, const ServiceSpec& spec, const fs::path& output_file) {
-  constexpr std::uintmax_t kMaxOutputBytes = 16 * 1024 * 1024;
-  nlohmann::json kept = nlohmann::json::object();
-  std::error_code ec;
-  if (!fs::is_regular_file(fs::symlink_status(output_file, ec))) return kept;  // not a link to elsewhere
-  const std::string id = task.identity.text();
-  if (fs::file_size(output_file, ec) > kMaxOutputBytes) {
-    spdlog::warn("task {}: the service's output.json is larger than 16 MiB; its outputs are ignored", id);
-    return kept;
-  }
-  const auto text = read_whole_file(output_file, "the service's output");
-  const nlohmann::json written = text ? parse_json_bounded(*text) : nlohmann::json(nlohmann::json::value_t::discarded);
-  if (written.is_discarded() || !written.is_object()) {
-    spdlog::warn("task {}: the service's output.json is not a JSON object (of at most {} levels); its outputs are ignored",
-                 id, kMaxJsonNesting);
-    return kept;
-  }
-  for (const auto& [key, value] : written.items()) {
-    const ServiceProperty* property = spec.property(key);
-    if (property == nullptr || !property->is_output()) {
-      spdlog::warn("task {}: output.json sets '{}', which is not an output property of the service: ignored", id,
-                   make_valid_utf8(key));
-      continue;
-    }
-    const std::string as_text = value.is_string() ? value.get<std::string>() : value.dump();
-    if (auto problem = check_property_value(*property, as_text)) {
-      spdlog::warn("task {}: output '{}' is invalid ({}): ignored", id, key, *problem);
-      continue;
-    }
-    kept[key] = value;
-  }
-  return kept;
-}
-
 // The record status of a task that ended with `payload`: how it broke, else its verdict.
 RecordStatus task_status(const ResultPayload& payload, const ProcessOutcome* outcome) {
   if (outcome != nullptr && outcome->cancelled) return RecordStatus::terminated;
@@ -150,11 +109,7 @@ RecordStatus task_status(const ResultPayload& payload, const ProcessOutcome* out
 // The service record's summary: how the process ended and what its report held.
 std::string service_summary(const ProcessOutcome& outcome, const std::optional<ReportCounts>& counts,
                             const std::optional<std::string>& failure) {
-  std::string text;
-  if (outcome.exit_code) text = "exited with code " + std::to_string(*outcome.exit_code);
-  else if (outcome.term_signal) text = "killed by signal " + signal_name(*outcome.term_signal);
-  else text = "did not run";
-  text += " after " + seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(outcome.wall)) + " s";
+  std::string text = describe_end(outcome);
   if (counts) {
     text += "; " + std::to_string(counts->total) + " tests: " + std::to_string(counts->passed) + " passed, " +
             std::to_string(counts->failed) + " failed, " + std::to_string(counts->errored) + " errored, " +
@@ -304,13 +259,23 @@ ResultPayload TaskExecutor::run_recorded(const Task& task, const fs::path& slot_
   auto folders = workspace.start_task();
   if (!folders) return fail("The agent could not prepare its workspace: " + folders.error().message);
 
-  auto service = find_service(task);
+  // A task may name an orchestration (a description in --descriptions) instead of a service.
+  std::optional<OrchestrationDescription> orchestration;
+  if (task.service && settings_.descriptions_dir) {
+    if (auto file = find_description(*settings_.descriptions_dir, *task.service)) {
+      auto loaded = load_orchestration(*file);
+      if (!loaded) return fail("The orchestration could not be loaded: " + loaded.error().message);
+      orchestration = std::move(*loaded);
+      recorder.phase_log(Phase::fetch, "orchestration: " + file->string());
+    }
+  }
+  auto service = orchestration ? Result<ServiceDefinition>(ServiceDefinition{}) : find_service(task);
   if (!service) return fail("The service could not be loaded: " + service.error().message);
-  if (!service->spec.runs_on_agent()) {
+  if (!orchestration && !service->spec.runs_on_agent()) {
     return fail("The service is a " + service->spec.type +
                 ", which Opereto's own cluster runs, not an agent: Proctor cannot run it");
   }
-  recorder.phase_log(Phase::fetch, "service: " + service->spec_file.string());
+  if (!orchestration) recorder.phase_log(Phase::fetch, "service: " + service->spec_file.string());
 
   if (cancel.stop_requested()) return fail("The agent shut down before the task ran.");
   recorder.phase_log(Phase::fetch, "fetching " + repository_kind(task) + " " + redact_url(task.repository_url));
@@ -322,6 +287,13 @@ ResultPayload TaskExecutor::run_recorded(const Task& task, const fs::path& slot_
   spdlog::info("task {}: submission at {} ({}{})", task.identity.text(), checkout->commit.substr(0, 12),
                checkout->dir.string(), checkout->reused ? ", reused" : "");
   recorder.phase_log(Phase::fetch, "submission at " + checkout->commit + (checkout->reused ? " (cached clone reused)" : ""));
+
+  if (orchestration) {
+    recorder.end_phase(Phase::fetch, RecordStatus::success,
+                       "fetched " + checkout->commit.substr(0, 12) + (checkout->reused ? " (cached clone reused)" : "") + "\n",
+                       {{"commit", checkout->commit}, {"reused", checkout->reused}});
+    return run_orchestration(task, slot_dir, folders->root, checkout->dir, std::move(*orchestration), cancel, recorder);
+  }
 
   // The service's code: its own folder, or what its repository block points to.
   fs::path code_dir = service->dir;
@@ -351,10 +323,7 @@ ResultPayload TaskExecutor::run_recorded(const Task& task, const fs::path& slot_
 
   // Inputs: the service's defaults, then the task's fields, the agent's paths and
   // Opereto's built-ins; only input properties (never outputs) reach the service.
-  std::map<std::string, std::string> inputs;
-  for (const auto& property : service->spec.properties) {
-    if (property.is_input()) inputs[property.key] = property.value.value_or("");
-  }
+  ServiceInputs inputs = default_inputs(service->spec);
   for (auto& [key, value] : task_inputs(task)) inputs[key] = std::move(value);
   inputs["repository_dir"] = checkout->dir.string();
   inputs["junit_xml"] = folders->junit_xml.string();
@@ -363,56 +332,19 @@ ResultPayload TaskExecutor::run_recorded(const Task& task, const fs::path& slot_
   inputs["opereto_workspace"] = folders->service_dir.string();
   inputs["opereto_timeout"] = std::to_string(static_cast<int64_t>(std::ceil(timeout_s)));
   inputs["opereto_execution_mode"] = "production";
-  nlohmann::json service_input = nlohmann::json::object();
-  for (const auto& property : service->spec.properties) {
-    if (property.is_input()) service_input[property.key] = make_valid_utf8(inputs[property.key]);
-  }
-  recorder.start_phase(Phase::service, service_input, {{"file://" + task_results.string(), "results"}});
-  for (const auto& property : service->spec.properties) {
-    if (!property.is_input()) continue;
-    const std::string& value = inputs[property.key];
-    if (trim(value).empty()) {
-      if (property.mandatory) return fail("The service's mandatory input '" + property.key + "' has no value.");
-      continue;
-    }
-    if (auto problem = check_property_value(property, value)) {
-      return fail("The service's input '" + property.key + "' is invalid: " + *problem);
-    }
-  }
-  auto command = expand_command(service->spec.cmd, inputs);
-  if (!command) return fail("The service command cannot be built: " + command.error().message);
+  recorder.start_phase(Phase::service, input_properties_json(service->spec, inputs),
+                       {{"file://" + task_results.string(), "results"}});
+  if (auto checked = check_inputs(service->spec, inputs); !checked) return fail(checked.error().message);
 
-  // The inputs as input.json in the working folder and, for services written for
-  // Opereto, as arguments.json in the service folder (where pyopereto reads them); here
-  // both are the task's copy of the service.
-  nlohmann::json input_json = nlohmann::json::object();
-  for (const auto& [key, value] : inputs) input_json[key] = make_valid_utf8(value);
-  for (const char* name : {"input.json", "arguments.json"}) {
-    if (auto written = write_file_atomically(folders->service_dir / name, input_json.dump(2), Durability::volatile_ok);
-        !written) {
-      return fail("The service input could not be written: " + written.error().message);
-    }
-  }
-
-  ProcessSpec spec;
-  spec.argv = {"/bin/sh", "-c", *command};
-  spec.working_dir = folders->service_dir;
-  for (const auto& name : settings_.env_allow) {
-    if (const char* value = std::getenv(name.c_str()); value != nullptr) spec.env.emplace_back(name, value);
-  }
-  if (std::none_of(spec.env.begin(), spec.env.end(), [](const auto& kv) { return kv.first == "PATH"; })) {
-    spec.env.emplace_back("PATH", "/usr/local/bin:/usr/bin:/bin");
-  }
-  spec.env.emplace_back("TMPDIR", folders->tmp_dir.string());
-  spec.env.emplace_back("opereto_workspace", folders->service_dir.string());
-  for (const auto& [key, value] : inputs) spec.env.emplace_back("OT_" + upper_key(key), value);
-  spec.timeout = std::chrono::milliseconds(static_cast<int64_t>(std::ceil(timeout_s * 1000.0)));
-  spec.kill_grace = settings_.kill_grace;
+  auto process = service_process(service->spec, inputs, folders->service_dir, folders->tmp_dir,
+                                 std::chrono::milliseconds(static_cast<int64_t>(std::ceil(timeout_s * 1000.0))),
+                                 launch_settings());
+  if (!process) return fail(process.error().message);
+  ProcessSpec& spec = *process;
   // What a restarted agent looks for when it was killed while this task ran.
   spec.cookie = process_cookie(slot_dir, task.identity);
   // The service's output goes straight into its record's log.txt, which only grows.
   spec.log_file = recorder.phase_log_file(Phase::service).value_or(folders->log_file);
-  spec.tail_bytes = settings_.payload.details_tail;
 
   spdlog::info("task {}: running service {} (timeout {} s)", task.identity.text(), service->spec_file.string(),
                timeout_s);
@@ -449,8 +381,9 @@ ResultPayload TaskExecutor::run_recorded(const Task& task, const fs::path& slot_
 
   facts.failure = run_failure(outcome, cancel.stop_requested(), service->spec.valid_exit_codes, report.has_value(),
                               report_problem, spec.timeout, folders->junit_xml);
-  const nlohmann::json outputs = outcome.started ? kept_outputs(task, service->spec, folders->service_dir / "output.json")
-                                                 : nlohmann::json::object();
+  const nlohmann::json outputs =
+      outcome.started ? read_service_outputs(service->spec, folders->service_dir / "output.json", "task " + task.identity.text())
+                      : nlohmann::json::object();
   auto payload = build_payload(report ? &*report : nullptr, facts, settings_.payload);
   recorder.end_phase(Phase::service, task_status(payload, &outcome),
                      service_summary(outcome, report ? std::optional(report->counts()) : std::nullopt, facts.failure),
@@ -459,6 +392,89 @@ ResultPayload TaskExecutor::run_recorded(const Task& task, const fs::path& slot_
                payload.error ? "error" : (payload.passed ? "passed" : "failed"), payload.cases.size(),
                facts.wall_seconds, outcome.peak_rss_kib, facts.failure ? ": " + *facts.failure : "");
   return payload;
+}
+
+ResultPayload TaskExecutor::run_orchestration(const Task& task, const fs::path& slot_dir, const fs::path& run_dir,
+                                              const fs::path& repository_dir, OrchestrationDescription description,
+                                              std::stop_token cancel, TaskRecorder& recorder) const {
+  const fs::path task_results = results_dir_of(task);
+  std::error_code ec;
+  fs::create_directories(task_results, ec);
+  ServiceInputs agent_inputs;
+  for (auto& [key, value] : task_inputs(task)) agent_inputs[key] = std::move(value);
+  agent_inputs["repository_dir"] = repository_dir.string();
+  agent_inputs["results_dir"] = task_results.string();
+  const OrchestrationSettings settings = orchestration_settings();
+  auto plan = plan_orchestration(std::move(description), settings, agent_inputs);
+  if (!plan) {
+    recorder.start_phase(Phase::service);
+    auto payload = error_payload(sentence("The orchestration cannot run: " + plan.error().message), settings_.payload);
+    spdlog::warn("task {}: {}", task.identity.text(), payload.error_details);
+    recorder.end_phase(Phase::service, RecordStatus::error, payload.error_details + "\n");
+    return payload;
+  }
+  spdlog::info("task {}: running orchestration {} ({} events, {} s)", task.identity.text(), plan->description.test_name,
+               plan->events.size(), std::chrono::duration<double>(plan->total).count());
+  // The cancel token (the agent shutting down) ends the schedule early; the teardown
+  // events still run, each bounded by its service's timeout.
+  Orchestrator orchestrator(*plan, runner_, run_dir / "orchestration", settings, process_cookie(slot_dir, task.identity));
+  const auto result = run_orchestration_recorded(*plan, orchestrator, recorder, cancel, std::stop_token(),
+                                                 {{"file://" + task_results.string(), "results"}});
+  return orchestration_payload(result, *plan, settings.strict, settings_.payload);
+}
+
+Result<ResultPayload> TaskExecutor::orchestrate(OrchestrationDescription description, const fs::path& work_dir,
+                                                std::stop_token end_early, std::stop_token abort,
+                                                EventSink* events) const {
+  const std::string test_name = description.test_name;
+  const fs::path results = settings_.results_dir / safe_folder_name(test_name);
+  const OrchestrationSettings settings = orchestration_settings();
+  auto plan = plan_orchestration(std::move(description), settings, {{"results_dir", results.string()}});
+  if (!plan) return plan.error();
+
+  // One run of a name per work folder: a second would empty the first one's folders.
+  const fs::path folder = work_dir / "orchestrations" / safe_folder_name(test_name);
+  std::error_code ec;
+  fs::create_directories(folder.parent_path(), ec);
+  fs::create_directories(results, ec);
+  const fs::path lock_path = folder.string() + ".lock";
+  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0) return make_error("cannot open " + lock_path.string() + ": " + std::strerror(errno));
+  const Fd lock(lock_fd);
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    return make_error("the orchestration '" + test_name + "' is already running with the work folder " +
+                      work_dir.string() + " (" + lock_path.string() + " is locked)");
+  }
+
+  Task task;
+  task.identity.value = test_name;
+  task.service = test_name;
+  TaskRecorder recorder(task, settings_.results_layout ? std::optional(results) : std::nullopt, events, sequence_,
+                        &layout_io_);
+  recorder.start_task(test_name);
+  Orchestrator orchestrator(*plan, runner_, folder, settings);
+  const auto result = run_orchestration_recorded(*plan, orchestrator, recorder, std::move(end_early), std::move(abort),
+                                                 {{"file://" + results.string(), "results"}});
+  recorder.end_task(orchestration_status(result));
+  return orchestration_payload(result, *plan, settings.strict, settings_.payload);
+}
+
+OrchestrationSettings TaskExecutor::orchestration_settings() const {
+  OrchestrationSettings settings;
+  settings.services_dir = settings_.services_dir;
+  settings.default_timeout = settings_.default_timeout;
+  settings.launch = launch_settings();
+  settings.strict = settings_.strict_orchestrations;
+  settings.runtime = settings_.orchestration_runtime;
+  return settings;
+}
+
+LaunchSettings TaskExecutor::launch_settings() const {
+  LaunchSettings launch;
+  launch.env_allow = settings_.env_allow;
+  launch.kill_grace = settings_.kill_grace;
+  launch.tail_bytes = settings_.payload.details_tail;
+  return launch;
 }
 
 }  // namespace proctor

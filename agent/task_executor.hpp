@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "agent/fetcher.hpp"
+#include "agent/orchestrator.hpp"
 #include "agent/process_runner.hpp"
 #include "agent/serial_worker.hpp"
 #include "agent/task_recorder.hpp"
@@ -33,6 +34,9 @@ struct ExecutorSettings {
   std::vector<std::string> env_allow{"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE",
                                      "LC_ALL", "LC_CTYPE", "TZ", "SHELL"};
   PayloadOptions payload;
+  std::optional<std::filesystem::path> descriptions_dir;  // --descriptions: orchestrations by name
+  bool strict_orchestrations = false;                     // --strict: a skipped run fails an orchestration
+  std::optional<std::chrono::milliseconds> orchestration_runtime;  // --runtime: replaces total_hours
 };
 
 class TaskExecutor {
@@ -46,6 +50,14 @@ class TaskExecutor {
   ResultPayload run(const Task& task, const std::filesystem::path& slot_dir, std::stop_token cancel,
                     EventSink* events = nullptr) const;
 
+  // Runs an orchestration on its own (`runner orchestrate`): its folders in
+  // `work_dir`/orchestrations/{test_name} (one run of a name at a time), its layout in
+  // {results-dir}/{test_name}, its events to `events`. `end_early` (a first signal) ends
+  // the schedule and runs the teardown; `abort` (a second) stops everything. The error is
+  // an input problem found before anything started (an unknown service, a bad param).
+  Result<ResultPayload> orchestrate(OrchestrationDescription description, const std::filesystem::path& work_dir,
+                                    std::stop_token end_early, std::stop_token abort, EventSink* events = nullptr) const;
+
   [[nodiscard]] const ExecutorSettings& settings() const { return settings_; }
 
   // Waits until the results layouts of the tasks run so far are written (run() returns
@@ -56,6 +68,16 @@ class TaskExecutor {
   // run() with its progress told to `recorder`; `outcome` is the service's end, when it ran.
   ResultPayload run_recorded(const Task& task, const std::filesystem::path& slot_dir, std::stop_token cancel,
                              TaskRecorder& recorder, ProcessOutcome& outcome) const;
+  // The orchestration a task named, run after its submission was fetched into
+  // `repository_dir`; its folders go in `run_dir`.
+  ResultPayload run_orchestration(const Task& task, const std::filesystem::path& slot_dir,
+                                  const std::filesystem::path& run_dir, const std::filesystem::path& repository_dir,
+                                  OrchestrationDescription description, std::stop_token cancel,
+                                  TaskRecorder& recorder) const;
+  // What orchestrations get from these settings.
+  [[nodiscard]] OrchestrationSettings orchestration_settings() const;
+  // What every service launch gets from these settings.
+  [[nodiscard]] LaunchSettings launch_settings() const;
   // {results-dir}/{task}.
   std::filesystem::path results_dir_of(const Task& task) const;
   Result<ServiceDefinition> find_service(const Task& task) const;

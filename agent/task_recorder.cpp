@@ -56,6 +56,18 @@ TaskRecorder::~TaskRecorder() {
   if (!ended) end_task(RecordStatus::error);
 }
 
+Event TaskRecorder::stop_section_event(const char* type, const Section& section, const std::string& id,
+                                       const std::string& name, SectionResult result) const {
+  Event event = section_event("stop_section", type, section, id, name);
+  const auto now = std::chrono::system_clock::now();
+  event.starttime = format_event_time(section.start);
+  event.stoptime = format_event_time(now);
+  event.runtime = seconds_between(section.start, now);
+  event.result = result;
+  if (layout_) event.logfile = layout_->log_path(section.testname).string();
+  return event;
+}
+
 void TaskRecorder::publish(const Event& event) const {
   if (events_ == nullptr) return;
   // After the writes asked for so far: an event never names a file that is not there yet.
@@ -147,14 +159,8 @@ void TaskRecorder::end_phase(Phase phase, RecordStatus status, const std::string
   const SectionResult result = roll_up(results);
   task_.children.push_back(result);
 
-  Event event = section_event("stop_section", "phase", section, to_string(phase), to_string(phase));
-  const auto now = std::chrono::system_clock::now();
-  event.starttime = format_event_time(section.start);
-  event.stoptime = format_event_time(now);
-  event.runtime = seconds_between(section.start, now);
-  event.result = result;
+  Event event = stop_section_event("phase", section, to_string(phase), to_string(phase), result);
   if (layout_) {
-    event.logfile = layout_->log_path(section.testname).string();
     // The service's log is written by its process (done by now); the others only by us.
     const std::uint64_t size =
         phase == Phase::service ? std::max(layout_->log_size(section.testname), section.log_bytes) : section.log_bytes;
@@ -234,6 +240,59 @@ std::size_t TaskRecorder::add_cases(const fs::path& report_file, const Report& r
   }
   cases_ += cases.size();
   return cases.size();
+}
+
+std::size_t TaskRecorder::start_step(const std::string& name, std::optional<nlohmann::json> test_input) {
+  std::lock_guard lock(mutex_);
+  Section section;
+  section.seq = sequence_.take();
+  section.start = std::chrono::system_clock::now();
+  section.open = true;
+  if (layout_) {
+    NewRecord record;
+    record.name = name;
+    record.title = name;
+    record.status = RecordStatus::in_process;
+    record.test_input = std::move(test_input);
+    record.summary = name + ": running\n";
+    section.testname = layout_->add_record(std::move(record));
+  }
+  const Section& service = phase_section(Phase::service);
+  Event event = section_event("start_section", "testcase", section, layout_ ? section.testname : name, name);
+  if (service.seq != 0) event.parent_seq_num = service.seq;
+  event.starttime = format_event_time(section.start);
+  if (layout_) event.logfile = layout_->log_path(section.testname).string();
+  publish(event);
+  steps_.push_back(std::move(section));
+  step_names_.push_back(name);
+  return steps_.size() - 1;
+}
+
+void TaskRecorder::step_log(std::size_t step, std::string_view line) {
+  std::lock_guard lock(mutex_);
+  if (!layout_ || step >= steps_.size()) return;
+  std::string text(line);
+  if (text.empty() || text.back() != '\n') text.push_back('\n');
+  steps_[step].log_bytes += text.size();
+  layout_->append_log(steps_[step].testname, text);
+}
+
+void TaskRecorder::end_step(std::size_t step, RecordStatus status, const std::string& summary,
+                            const nlohmann::json& output, SectionResult result) {
+  std::lock_guard lock(mutex_);
+  if (step >= steps_.size() || !steps_[step].open) return;
+  Section& section = steps_[step];
+  section.open = false;
+  if (layout_) layout_->finish_record(section.testname, status, summary, output);
+  phase_section(Phase::service).children.push_back(result);
+  const std::string& name = step_names_[step];
+  Event event = stop_section_event("testcase", section, layout_ ? section.testname : name, name, result);
+  const Section& service = phase_section(Phase::service);
+  if (service.seq != 0) event.parent_seq_num = service.seq;
+  if (layout_) {
+    event.logs = LogSpan{event.logfile, 0, section.log_bytes};
+  }
+  publish(event);
 }
 
 void TaskRecorder::end_task(RecordStatus status, std::vector<LayoutLink> suite_links) {

@@ -76,6 +76,15 @@ class TaskRecorder {
   // updated, since the last read is the authority. Returns how many were new.
   std::size_t add_cases(const std::filesystem::path& report_file, const Report& report);
 
+  // A record and a testcase section under the service phase for one step the service
+  // takes (an orchestration's run), in_process until end_step. Returns the step's handle.
+  std::size_t start_step(const std::string& name, std::optional<nlohmann::json> test_input = std::nullopt);
+  // Appends a line to the step's log.txt.
+  void step_log(std::size_t step, std::string_view line);
+  // The step's summary, output and final status, and its stop_section with `result`.
+  void end_step(std::size_t step, RecordStatus status, const std::string& summary, const nlohmann::json& output,
+                SectionResult result);
+
   // test_suite.status (with `suite_links`) and stop_task (result: the phases' roll-up,
   // or `status`'s when worse).
   void end_task(RecordStatus status, std::vector<LayoutLink> suite_links = {});
@@ -94,6 +103,9 @@ class TaskRecorder {
   };
   Event section_event(const char* kind, const char* type, const Section& section, const std::string& id,
                       const std::string& name) const;
+  // A stop_section of `section` now, with its times, result and (layout on) log file.
+  Event stop_section_event(const char* type, const Section& section, const std::string& id, const std::string& name,
+                           SectionResult result) const;
   void publish(const Event& event) const;
   Section& phase_section(Phase phase);
   void start_task_locked(const std::string& name);
@@ -106,6 +118,8 @@ class TaskRecorder {
   mutable std::mutex mutex_;
   Section task_;
   std::map<Phase, Section> phases_;
+  std::vector<Section> steps_;
+  std::vector<std::string> step_names_;  // by step handle
   struct Recorded {
     std::string testname;  // empty when the layout is off
     CaseStatus status;

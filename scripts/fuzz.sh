@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers of untrusted input with libFuzzer: the task JSON a backend sends
-# (fuzz_task), JUnit XML a service writes (fuzz_junit) and service.yaml (fuzz_service_spec).
+# (fuzz_task), JUnit XML a service writes (fuzz_junit), service.yaml (fuzz_service_spec) and
+# orchestration descriptions with their schedule (fuzz_orchestration).
 # Builds them with clang in build-fuzz (FUZZ_BUILD_DIR), runs each for FUZZ_SECONDS
 # (default 60) on a copy of its seed corpus in fuzz/corpus/, prints how many inputs each
 # ran, and fails when one crashes; the reproducer is kept in build-fuzz/fuzz-out/<target>/.
@@ -9,8 +10,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build_dir=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 seconds=${FUZZ_SECONDS:-60}
-targets=(fuzz_task fuzz_junit fuzz_service_spec)
-declare -A dicts=([fuzz_task]=task.dict [fuzz_junit]=junit.dict [fuzz_service_spec]=service_spec.dict)
+targets=(fuzz_task fuzz_junit fuzz_service_spec fuzz_orchestration)
+declare -A dicts=([fuzz_task]=task.dict [fuzz_junit]=junit.dict [fuzz_service_spec]=service_spec.dict
+  [fuzz_orchestration]=orchestration.dict)
 
 cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DPROCTOR_FUZZ=ON -DPROCTOR_BUILD_TESTS=OFF -DPROCTOR_BUILD_BENCH=OFF >/dev/null

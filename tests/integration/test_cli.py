@@ -1,9 +1,12 @@
 """The subcommands that need no backend: convert, exec and verify."""
 
 import json
+import signal
 import subprocess
+import uuid
 
-from conftest import PYTEST_SERVICE_FILES, PYTEST_SERVICE_YAML, PYTHON_SUBMISSION_GOOD, RUNNER, SOURCE_DIR
+from conftest import (PYTEST_SERVICE_FILES, PYTEST_SERVICE_YAML, PYTHON_SUBMISSION_GOOD, RUNNER, SOURCE_DIR,
+                      SYSTEM_PYTHON, processes_with, wait_for_line)
 
 PYTEST_REPORT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" errors="0" failures="1" skipped="1" tests="3" time="1.5">
@@ -73,6 +76,29 @@ def test_exec_runs_a_task_file_without_backend(tmp_path, make_repo, make_service
     assert payload["attempt"] == 3
     assert payload["testResults"]["isPassed"] is True
     assert len(payload["testResults"]["testCases"]) == 3
+
+
+def test_exec_stops_the_task_on_sigterm_and_prints_its_error_payload(tmp_path, make_repo, make_service):
+    marker = f"proctor-exec-{uuid.uuid4().hex}"
+    repo = make_repo({"README": "x\n"})
+    service = make_service(f'cmd: {SYSTEM_PYTHON} -c "import time; time.sleep(600)" {marker}\n')
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"id": "sig-1", "repositoryUrl": f"file://{repo}"}))
+    runner = subprocess.Popen([str(RUNNER), "exec", "--task", str(task), "--service", str(service), "--work-dir",
+                               str(tmp_path / "work"), "--allow-schemes", "file", "--kill-grace", "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_line(runner.stderr, "running service")
+        runner.send_signal(signal.SIGTERM)
+        out, err = runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    # Stopped cleanly by the agent, not killed by the signal.
+    assert runner.returncode == 3, err
+    payload = json.loads(out)
+    assert payload["isError"] is True and "shut down" in payload["errorDetails"], payload
+    assert not processes_with(marker)
 
 
 def test_exec_refuses_a_malformed_task_file(tmp_path):

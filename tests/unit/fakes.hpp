@@ -40,6 +40,7 @@ class RecordingFetcher final : public Fetcher {
 class RecordingProcessRunner final : public ProcessRunner {
  public:
   ProcessOutcome run(const ProcessSpec& spec, std::stop_token /*cancel*/) override {
+    std::lock_guard lock(mutex);  // an orchestration runs several at once
     specs.push_back(spec);
     ProcessOutcome outcome;
     outcome.started = true;
@@ -47,6 +48,10 @@ class RecordingProcessRunner final : public ProcessRunner {
     outcome.peak_rss_kib = 4321;
     outcome.wall = std::chrono::milliseconds(1500);
     if (behaviour) behaviour(spec, outcome);
+    if (outcome.started && spec.on_start) spec.on_start();
+    if (outcome.started && spec.on_line) {
+      for (const auto& line : lines) spec.on_line(line);
+    }
     return outcome;
   }
   // The value of environment variable `name` in the last spec ("" when unset).
@@ -58,6 +63,8 @@ class RecordingProcessRunner final : public ProcessRunner {
   }
   std::vector<ProcessSpec> specs;
   std::function<void(const ProcessSpec&, ProcessOutcome&)> behaviour;
+  std::vector<std::string> lines;  // what every started process "prints", to on_line
+  std::mutex mutex;
 };
 
 // An EventSink that keeps every event, and lets a test wait for one.
