@@ -348,6 +348,10 @@ int run_orchestrate(const Options& options) {
               << "\n";
     return exit_usage;
   }
+  if (fs::file_size(file, ec) > kMaxDescriptionBytes && !ec) {
+    std::cerr << "runner orchestrate: " << file.string() << ": the description is larger than 1 MiB\n";
+    return exit_usage;
+  }
   const auto text = read_whole_file(file, "the orchestration description");
   if (!text) {
     std::cerr << "runner orchestrate: " << text.error().message << "\n";
@@ -628,7 +632,7 @@ int run_cli(int argc, char** argv) {
   add_flag(app, "--skips-pass", options.skips_pass, "Skipped tests do not fail the run");
   add(app, "--descriptions", options.descriptions,
       "Folder of orchestration descriptions (NAME.json): `runner orchestrate NAME`, or a task whose service is NAME");
-  add_flag(app, "--strict", options.strict, "A run of an orchestration skipped for overlap fails it");
+  add_flag(app, "--strict", options.strict, "A run of an orchestration skipped (its previous run still going, or missed) fails it");
   add(app, "--runtime", options.runtime_hours, "Hours an orchestration runs, instead of its total_hours")
       ->check(CLI::Range(0.0, kMaxTotalHours));
   add(app, "--logger-level", options.logger_level, "debug, info, warning, error or critical")

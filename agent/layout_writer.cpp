@@ -81,17 +81,16 @@ void LayoutWriter::submit_tests_json() {
     write_json_atomically(dir_ / "tests.json", to_tests_json(tests_));
     return;
   }
-  // On the worker, the text is made when the job runs, and only by the last tests.json
-  // job queued: every change queues one, and a job that is not the last is skipped, so
-  // a burst of changes costs the caller nothing and the worker one write. The last job
-  // runs after every file queued before it, so what it lists is on disk.
+  // On the worker, the text is made from a copy of the layout as it is now (copying is
+  // cheap, formatting is not), and only by the last tests.json job queued: a job that
+  // is not the last is skipped, unless an event was queued after it (then() sets the
+  // barrier), since that event may name a record only this tests.json lists. So a burst
+  // of changes costs the caller a copy and the worker one write.
   const std::uint64_t generation = ++tests_json_generation_;
-  submit([this, generation] {
-    TestsJson snapshot;
+  submit([this, generation, snapshot = tests_] {
     {
       std::lock_guard lock(mutex_);
-      if (generation != tests_json_generation_) return;
-      snapshot = tests_;  // formatted outside the lock, which the task's threads take
+      if (generation != tests_json_generation_ && tests_json_barrier_ < generation) return;
     }
     write_json_atomically(dir_ / "tests.json", to_tests_json(snapshot));
   });
@@ -99,6 +98,7 @@ void LayoutWriter::submit_tests_json() {
 
 void LayoutWriter::then(std::function<void()> job) {
   std::lock_guard lock(mutex_);
+  tests_json_barrier_ = tests_json_generation_;  // the tests.json queued so far is written before `job`
   submit(std::move(job));
 }
 

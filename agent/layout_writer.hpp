@@ -100,6 +100,7 @@ class LayoutWriter : public std::enable_shared_from_this<LayoutWriter> {
   std::vector<std::string> reserved_;
   TestsJson tests_;
   std::uint64_t tests_json_generation_ = 0;  // tests.json jobs queued; only the last one writes
+  std::uint64_t tests_json_barrier_ = 0;     // ... and every one an event was queued after
   std::map<std::string, std::uint64_t> appended_;  // bytes this writer put in each log.txt
   std::atomic<bool> warned_{false};
 };

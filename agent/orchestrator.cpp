@@ -74,8 +74,10 @@ struct EventFolders {
   fs::path junit_xml() const { return root / "reports" / "junit.xml"; }
 };
 
-Result<EventFolders> make_event_folders(const fs::path& work_dir, const PreparedService& prepared) {
-  EventFolders folders{work_dir / safe_folder_name(prepared.label)};
+Result<EventFolders> make_event_folders(const fs::path& work_dir, const std::string& prefix,
+                                        const PreparedService& prepared) {
+  // The index keeps two labels apart that safe_folder_name would make one ("x[2]", "x_2_").
+  EventFolders folders{work_dir / (prefix + "-" + safe_folder_name(prepared.label))};
   std::error_code ec;
   fs::remove_all(folders.root, ec);
   if (ec) return make_error("cannot empty " + folders.root.string() + ": " + ec.message());
@@ -109,6 +111,7 @@ void judge(RunReport& run, const ServiceSpec& spec) {
     run.status = valid_exit ? RecordStatus::success
                             : (broke ? RecordStatus::failure : RecordStatus::terminated);
     text = "stopped by the kill switch; " + describe_end(outcome);
+    if (broke) text += ", not in valid_exit_codes " + exit_code_list(valid);
   } else if (valid_exit) {
     run.status = RecordStatus::success;
     text = describe_end(outcome);
@@ -240,6 +243,16 @@ Result<OrchestrationPlan> plan_orchestration(OrchestrationDescription descriptio
   std::vector<std::string> problems;
   OrchestrationPlan plan;
   plan.total = settings.runtime.value_or(description.total());
+  if (plan.total < milliseconds(1)) {
+    return make_error(
+        "the orchestration would last under a millisecond (total_hours, or --runtime)");
+  }
+  if (description.events.size() + description.setup_services.size() > kMaxOrchestrationEvents) {
+    return make_error("the orchestration has " + std::to_string(description.events.size()) +
+                      " events and " + std::to_string(description.setup_services.size()) +
+                      " setup services; at most " + std::to_string(kMaxOrchestrationEvents) +
+                      " in all, each a process that may run at once");
+  }
   if (!settings.services_dir) {
     return make_error(
         "the orchestration's events are services, found by name in --services DIR, and none was "
@@ -273,12 +286,18 @@ Result<OrchestrationPlan> plan_orchestration(OrchestrationDescription descriptio
                          "in its folder");
       return std::nullopt;
     }
-    PreparedService prepared{label, std::move(*service), {}, milliseconds(0)};
+    PreparedService prepared{label, std::move(*service), {}, milliseconds(0), false};
     const ServiceSpec& spec = prepared.service.spec;
     prepared.inputs = default_inputs(spec);
     for (const auto& [key, value] : agent_inputs) prepared.inputs[key] = value;
     bool ok = true;
     for (const auto& [key, value] : params) {
+      if (key == "pid" || key == "junit_xml" || key.rfind("opereto_", 0) == 0) {
+        problems.push_back(where + ": params '" + make_valid_utf8(key) +
+                           "' is set by the agent for every run");
+        ok = false;
+        continue;
+      }
       const ServiceProperty* property = spec.property(key);
       if (property == nullptr || !property->is_input()) {
         std::vector<std::string> inputs;
@@ -298,6 +317,7 @@ Result<OrchestrationPlan> plan_orchestration(OrchestrationDescription descriptio
     const double timeout_s = spec.timeout_seconds.value_or(
         static_cast<double>(settings.default_timeout.count()) / 1000.0);
     prepared.timeout = milliseconds(static_cast<std::int64_t>(std::ceil(timeout_s * 1000.0)));
+    prepared.own_timeout = spec.timeout_seconds.has_value();
     // The values a run will have, so the check sees what the service will get.
     const ServiceInputs probe =
         run_inputs(prepared, "check", fs::path("/check/service"), fs::path("/check/junit.xml"));
@@ -367,6 +387,11 @@ struct ActiveRun {
   const PreparedService* prepared = nullptr;
   std::stop_source kill;  // the kill switch
   std::jthread thread;
+  ActiveRun() = default;
+  ActiveRun(const ActiveRun&) = delete;
+  ActiveRun& operator=(const ActiveRun&) = delete;
+  // Left with its run going (run() unwinding): the run is stopped before it is joined.
+  ~ActiveRun() { kill.request_stop(); }
 };
 
 }  // namespace
@@ -379,8 +404,10 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
   std::map<const PreparedService*, EventFolders> folders;
   std::map<const PreparedService*, ProcessSpec> processes;
   for (const auto* group : {&plan_.setups, &plan_.events}) {
-    for (const auto& prepared : *group) {
-      auto made = make_event_folders(work_dir_, prepared);
+    for (std::size_t index = 0; index < group->size(); ++index) {
+      const PreparedService& prepared = (*group)[index];
+      auto made = make_event_folders(
+          work_dir_, (group == &plan_.setups ? "s" : "e") + std::to_string(index), prepared);
       if (!made) {
         result.error =
             "The orchestration's workspace could not be prepared: " + made.error().message;
@@ -398,7 +425,6 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
             "The orchestration's workspace could not be prepared: " + process.error().message;
         return result;
       }
-      process->cookie = cookie_;
       std::error_code ec;
       fs::remove(made->service_dir() / "output.json", ec);  // outputs are what a run writes
       processes.emplace(&prepared, std::move(*process));
@@ -439,37 +465,57 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
                         &mailbox, report = run.report, kill = run.kill.get_token()] {
             Completion completion;
             completion.key = key;
-            ProcessSpec process = prepared_process;
-            // Which run this is, for a service that wants to know (its inputs stay the event's).
-            process.env.emplace_back("PROCTOR_RUN", report.name());
-            process.env.emplace_back("PROCTOR_RUN_KIND", to_string(report.kind));
-            // The output goes to the observer line by line: no file to create, and wait for,
-            // before the start. The run's record is made once its process runs, so the
-            // record's cost is not in the start's delay.
-            process.on_start = [&observer, &report, &completion] {
-              completion.started = ScheduleClock::now();
-              completion.did_start = true;
-              observer.run_started(report);
-            };
-            process.on_line = [&observer, &report](std::string_view line) {
-              observer.run_output(report, line);
-            };
-            completion.outcome = runner_.run(process, kill);
-            if (!completion.did_start) completion.started = ScheduleClock::now();
-            if (completion.outcome.started) {
-              completion.outputs =
-                  read_service_outputs(prepared.service.spec, where.service_dir() / "output.json",
-                                       "orchestration " + test_name + ", " + report.name());
-              std::error_code ec;
-              fs::remove(where.service_dir() / "output.json",
-                         ec);  // the next run's outputs are its own
+            try {
+              ProcessSpec process = prepared_process;
+              // A cookie of the run's own below the task's: the process scan of one run
+              // must not take another run's processes for its own leftovers, and a
+              // restarted agent still finds them all under the task's cookie.
+              if (!cookie_.empty())
+                process.cookie =
+                    cookie_ + "." + std::to_string(key) + "-" + std::to_string(report.number);
+              // Which run this is, for a service that wants to know (its inputs stay the event's).
+              process.env.emplace_back("PROCTOR_RUN", report.name());
+              process.env.emplace_back("PROCTOR_RUN_KIND", to_string(report.kind));
+              // A scheduled run of a service without a timeout of its own runs until the
+              // kill switch at the end; setups and teardowns keep the default timeout.
+              if (!prepared.own_timeout && !report.setup && report.kind != RunKind::teardown) {
+                process.timeout = milliseconds(0);
+              }
+              // The output goes to the observer line by line: no file to create, and wait
+              // for, before the start. The run's record is made once its process runs, so
+              // the record's cost is not in the start's delay.
+              process.on_start = [&observer, &report, &completion] {
+                completion.started = ScheduleClock::now();
+                completion.did_start = true;
+                observer.run_started(report);
+              };
+              process.on_line = [&observer, &report](std::string_view line) {
+                observer.run_output(report, line);
+              };
+              completion.outcome = runner_.run(process, kill);
+              if (!completion.did_start) completion.started = ScheduleClock::now();
+              if (completion.outcome.started) {
+                completion.outputs =
+                    read_service_outputs(prepared.service.spec, where.service_dir() / "output.json",
+                                         "orchestration " + test_name + ", " + report.name());
+                std::error_code ec;
+                fs::remove(where.service_dir() / "output.json",
+                           ec);  // the next run's outputs are its own
+              }
+            } catch (const std::exception& e) {
+              // The runner has stopped the run's processes on its way out; the run is
+              // reported as broken, never lost, and the agent goes on.
+              completion.outcome = ProcessOutcome{};
+              completion.outcome.start_error =
+                  std::string("the agent failed while running it: ") + e.what();
+              if (!completion.did_start) completion.started = ScheduleClock::now();
             }
             completion.ended = ScheduleClock::now();
             std::lock_guard lock(mailbox.mutex);
             mailbox.done.push_back(std::move(completion));
             mailbox.wake.notify_all();
           });
-    } catch (const std::system_error& e) {
+    } catch (const std::exception& e) {
       Completion completion;
       completion.key = key;
       completion.started = completion.ended = ScheduleClock::now();
@@ -549,6 +595,7 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
           active[key].kill.request_stop();
           active[key].report.stopped_at_end = true;
           killed = true;
+          result.stopped_early = true;
         }
         return !mailbox.done.empty();
       });
@@ -558,10 +605,13 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
       const bool ok = ended.status == RecordStatus::success;
       const std::string why = ended.summary;
       finish(std::move(ended));
-      if (!ok)
-        result.error = "The setup service '" +
-                       setup.service.spec_file.parent_path().filename().string() +
-                       "' did not succeed: " + why + ".";
+      const std::string name = setup.service.spec_file.parent_path().filename().string();
+      if (!ok && result.stopped_early) {
+        result.error =
+            "The orchestration was stopped by a signal while its setup service '" + name + "' ran.";
+      } else if (!ok) {
+        result.error = "The setup service '" + name + "' did not succeed: " + why + ".";
+      }
     }
   }
 
@@ -610,6 +660,7 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
       }
       if (abort_now) {
         abort_applied = true;
+        if (schedule.phase() != SchedulePhase::done) result.stopped_early = true;
         spdlog::warn("orchestration {}: second signal: stopping every run, no teardown", test_name);
         schedule.abandon_teardown();
         for (auto& [key, run] : active) {
@@ -643,7 +694,8 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
           it->second.kill.request_stop();
         }
       }
-      for (const auto& planned : step.start) launch(planned.event, plan_.events[planned.event], report_of(planned));
+      for (const auto& planned : step.start)
+        launch(planned.event, plan_.events[planned.event], report_of(planned));
       if (schedule.phase() == SchedulePhase::done && active.empty()) break;
     }
   }
@@ -690,8 +742,9 @@ ResultPayload orchestration_payload(const OrchestrationResult& result,
     CaseOutcome outcome;
     outcome.message = run.summary;
     if (run.skipped) {
-      test_case.status = strict ? CaseStatus::failed : CaseStatus::skipped;
-      outcome.kind = strict ? "failure" : "skipped";
+      const bool fails = run.failed(strict);  // the same verdict as the orchestration's
+      test_case.status = fails ? CaseStatus::failed : CaseStatus::skipped;
+      outcome.kind = fails ? "failure" : "skipped";
       outcome.type = std::string("skipped-") + to_string(*run.skipped);
     } else if (run.status == RecordStatus::success || run.status == RecordStatus::terminated) {
       test_case.status = CaseStatus::passed;

@@ -26,6 +26,10 @@
 
 namespace proctor {
 
+// The most events and setup services one orchestration may have: each may be a process
+// running at once.
+constexpr std::size_t kMaxOrchestrationEvents = 256;
+
 struct OrchestrationSettings {
   std::optional<std::filesystem::path> services_dir;  // --services: where event names are looked up
   std::optional<std::chrono::milliseconds> runtime;   // --runtime: replaces total_hours
@@ -39,8 +43,10 @@ struct OrchestrationSettings {
 struct PreparedService {
   std::string label;  // the event's label, or "setup-<name>"
   ServiceDefinition service;
-  ServiceInputs inputs;  // defaults, the agent's inputs, then the event's params
-  std::chrono::milliseconds timeout{0};
+  ServiceInputs inputs;                  // defaults, the agent's inputs, then the event's params
+  std::chrono::milliseconds timeout{0};  // the service's timeout, else the default
+  bool own_timeout = false;              // the service states a timeout (else a scheduled
+                                         // run lasts until the kill switch at the end)
 };
 
 // An orchestration whose every part was checked before anything starts.
@@ -87,8 +93,8 @@ struct RunReport {
 };
 
 // Where the orchestrator tells what happens: from the orchestrator's thread and from each
-// run's own thread at once, so implementations are thread-safe. Nothing here may wait
-// for a disk: a run's process starts only after run_started returns.
+// run's own thread at once, so implementations are thread-safe. run_started comes once
+// the run's process is running, before its first output line.
 class OrchestrationObserver {
  public:
   virtual ~OrchestrationObserver() = default;

@@ -353,7 +353,7 @@ enum class Carries { yes, no, unknown };
 // Whether the environment of `pid` holds the entry `entry` exactly. A process of another
 // user has no readable environment: no. An empty read is `unknown`: a process in the
 // middle of execve shows an empty environment until the new image has set it up.
-Carries carries_entry(pid_t pid, std::string_view entry) {
+Carries carries_entry(pid_t pid, std::string_view entry, bool or_below = false) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/environ", static_cast<int>(pid));
   const Fd file(::open(path, O_RDONLY | O_CLOEXEC));
@@ -373,7 +373,13 @@ Carries carries_entry(pid_t pid, std::string_view entry) {
   std::string_view rest = text;
   while (!rest.empty()) {
     const auto end = rest.find('\0');
-    if (rest.substr(0, end) == entry) return Carries::yes;
+    const std::string_view variable = rest.substr(0, end);
+    if (variable == entry) return Carries::yes;
+    // A cookie "C.x" is one of C's own (an orchestration's run within its task).
+    if (or_below && variable.size() > entry.size() && variable.substr(0, entry.size()) == entry &&
+        variable[entry.size()] == '.') {
+      return Carries::yes;
+    }
     if (end == std::string_view::npos) break;
     rest.remove_prefix(end + 1);
   }
@@ -852,7 +858,7 @@ int kill_marked_processes(std::string_view cookie, std::chrono::milliseconds pat
   while (true) {
     int alive = 0;
     for_each_process([&](pid_t pid) {
-      if (pid == ::getpid() || carries_entry(pid, entry) != Carries::yes) return;
+      if (pid == ::getpid() || carries_entry(pid, entry, /*or_below=*/true) != Carries::yes) return;
       ++alive;
       signalled.insert(pid);
       ::kill(pid, SIGKILL);

@@ -87,8 +87,9 @@ Result<void> become_child_subreaper();
 // how many it reaped.
 int reap_adopted_zombies();
 
-// Kills (SIGKILL) every process of this user whose environment carries `cookie` and
-// waits up to `patience` for them to go; returns how many it signalled.
+// Kills (SIGKILL) every process of this user whose environment carries `cookie`, or a
+// cookie below it ("cookie.run-3": an orchestration's runs within a task), and waits up
+// to `patience` for them to go; returns how many it signalled.
 int kill_marked_processes(std::string_view cookie, std::chrono::milliseconds patience = std::chrono::seconds(5));
 
 }  // namespace proctor

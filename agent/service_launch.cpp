@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 
 #include <spdlog/spdlog.h>
@@ -85,17 +84,14 @@ Result<ProcessSpec> service_process(const ServiceSpec& spec, const ServiceInputs
   // both are the service's own copy.
   nlohmann::json input_json = nlohmann::json::object();
   for (const auto& [key, value] : inputs) input_json[key] = make_valid_utf8(value);
-  // Written in place, not replaced: nothing reads them before the process starts, and
-  // rewriting a file creates no inode (an orchestration's event rewrites them each run,
-  // just before its planned start).
   const std::string text = input_json.dump(2);
   for (const char* name : {"input.json", "arguments.json"}) {
-    std::ofstream out(service_dir / name, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out)
-      return make_error("the service input could not be written to " +
-                        (service_dir / name).string());
+    // Replaced, never written through: a link of that name in the service's code must
+    // not lead the agent to write elsewhere.
+    if (auto written = write_file_atomically(service_dir / name, text, Durability::volatile_ok);
+        !written) {
+      return make_error("the service input could not be written: " + written.error().message);
+    }
   }
 
   ProcessSpec process;

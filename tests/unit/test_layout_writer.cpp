@@ -2,6 +2,7 @@
 // the order a listener may rely on, and the event stream's nested sections.
 
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include <doctest/doctest.h>
@@ -123,6 +124,25 @@ TEST_SUITE("layout_writer") {
     CHECK(files_there_first);
     CHECK(slurp(dir / "t" / testname / "log.txt") == "text\nmore\n");
     CHECK(tests_json(dir / "t").suite_status == RecordStatus::success);
+  }
+
+  TEST_CASE("on a worker, tests.json writes are coalesced, but an event always finds its record listed") {
+    test::TempDir dir;
+    SerialWorker io;
+    // Hold the worker so that everything below is queued before anything runs.
+    std::promise<void> release;
+    io.post([held = release.get_future().share()] { held.wait(); });
+    auto writer = LayoutWriter::open(dir / "task", {}, &io);
+    writer->add_record(NewRecord{"first"});
+    std::string at_event;  // tests.json as the event finds it (checked here, not on the worker)
+    writer->then([&] { at_event = slurp(dir / "task" / "tests.json"); });
+    for (int i = 0; i < 20; ++i) writer->add_record(NewRecord{"more"});
+    release.set_value();
+    writer->flush();
+    auto listed = parse_tests_json(at_event);  // the tests.json before the event was written, not skipped
+    REQUIRE_OK(listed);
+    CHECK(listed->tests.records.size() == 1);
+    CHECK(tests_json(dir / "task").records.size() == 21);
   }
 
   TEST_CASE("a new run of the same task replaces the previous layout") {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -262,6 +263,34 @@ item_properties:
     CHECK(message.find("events[5] (absent): no service named 'absent'") != std::string::npos);
   }
 
+  TEST_CASE("params the agent sets, too many events and a run under a millisecond are refused") {
+    test::TempDir dir;
+    add_service(dir / "services", "a",
+                "cmd: true\nitem_properties:\n- key: pid\n  type: text\n  value:\n");
+    OrchestrationSettings settings;
+    settings.services_dir = dir / "services";
+    auto plan = plan_orchestration(
+        description(
+            R"({"test_name": "t", "total_hours": 1, "events": [{"name": "a", "params": {"pid": "1"}}]})"),
+        settings, {});
+    REQUIRE_FALSE(plan.ok());
+    CHECK(plan.error().message.find("params 'pid' is set by the agent for every run") !=
+          std::string::npos);
+    std::string events;
+    for (int i = 0; i < 300; ++i) events += std::string(i == 0 ? "" : ",") + R"({"name": "a"})";
+    plan = plan_orchestration(
+        description(R"({"test_name": "t", "total_hours": 1, "events": [)" + events + "]}"),
+        settings, {});
+    REQUIRE_FALSE(plan.ok());
+    CHECK(plan.error().message.find("at most 256") != std::string::npos);
+    settings.runtime = 0ms;
+    plan = plan_orchestration(
+        description(R"({"test_name": "t", "total_hours": 1, "events": [{"name": "a"}]})"), settings,
+        {});
+    REQUIRE_FALSE(plan.ok());
+    CHECK(plan.error().message.find("under a millisecond") != std::string::npos);
+  }
+
   TEST_CASE("no --services folder is an error that says so") {
     auto plan = plan_orchestration(
         description(R"({"test_name": "t", "total_hours": 1, "events": [{"name": "a"}]})"),
@@ -341,7 +370,7 @@ TEST_SUITE("orchestrator") {
     CHECK(env_of(*tick, "PROCTOR_RUN_KIND") == "startup");
     CHECK(env_of(*tick, "OT_LABEL") == "first");
     CHECK(env_of(*tick, "OT_RESULTS_DIR") == "/results");
-    CHECK(tick->working_dir == f.dir / "work" / "tick" / "service");
+    CHECK(tick->working_dir == f.dir / "work" / "e0-tick" / "service");
     auto input = read_whole_file(tick->working_dir / "input.json", "input");
     REQUIRE_OK(input);
     CHECK(nlohmann::json::parse(*input).at("label") == "first");
@@ -351,13 +380,45 @@ TEST_SUITE("orchestrator") {
   }
 
   TEST_CASE(
+      "in a task, each run gets a cookie of its own below the task's; a service without a timeout "
+      "runs to the end") {
+    Fixture f;
+    add_service(f.dir / "services", "timed", "cmd: timed\ntimeout: 5\n");
+    const auto plan = f.plan(R"({"test_name": "t", "total_hours": 0.0001,
+      "events": [{"name": "tick"}, {"name": "timed"}, {"name": "report", "at_startup": false, "at_teardown": true}]})");
+    Orchestrator orchestrator(plan, f.runner, f.dir / "work", f.settings, "task-cookie");
+    const auto result = orchestrator.run(f.observer, {}, {});
+    CHECK(result.passed);
+    REQUIRE(f.runner.specs.size() == 3);
+    std::map<std::string, const ProcessSpec*> by_command;
+    for (const auto& spec : f.runner.specs)
+      by_command[spec.argv.back().substr(0, spec.argv.back().find(' '))] = &spec;
+    CHECK(by_command.at("tick")->cookie == "task-cookie.0-1");
+    CHECK(by_command.at("timed")->cookie == "task-cookie.1-1");
+    CHECK(by_command.at("report")->cookie == "task-cookie.2-1");
+    CHECK(by_command.at("tick")->timeout == 0ms);         // until the kill switch
+    CHECK(by_command.at("timed")->timeout == 5000ms);     // its own
+    CHECK(by_command.at("report")->timeout == 600000ms);  // a teardown: the default
+  }
+
+  TEST_CASE("two labels that make one folder name get folders of their own") {
+    Fixture f;
+    const auto plan = f.plan(
+        R"({"test_name": "t", "total_hours": 0.0001, "events": [{"name": "tick"}, {"name": "tick"}]})");
+    f.run(plan);
+    REQUIRE(f.runner.specs.size() == 2);
+    CHECK(f.runner.specs[0].working_dir != f.runner.specs[1].working_dir);
+  }
+
+  TEST_CASE(
       "a run that exits outside valid_exit_codes fails the orchestration; one inside does not") {
     Fixture f;
     f.runner.behaviour = [](const ProcessSpec& spec, ProcessOutcome& outcome) {
       if (spec.argv.back().rfind("tick", 0) == 0) outcome.exit_code = 3;
       if (spec.argv.back() == "report") outcome.exit_code = 5;
     };
-    const auto plan = f.plan(R"({"test_name": "t", "total_hours": 0.000001,
+    // 0.36 s: the fake's runs end long before the kill switch.
+    const auto plan = f.plan(R"({"test_name": "t", "total_hours": 0.0001,
       "events": [{"name": "tick"}, {"name": "report", "at_startup": false, "at_teardown": true}]})");
     const auto result = f.run(plan);
     REQUIRE(result.runs.size() == 2);

@@ -448,7 +448,7 @@ TEST_CASE("as a subreaper, kills and reaps a descendant that double-forked into 
   CHECK_FALSE(is_my_zombie(escapee));  // reaped by the runner, not left for init
 }
 
-TEST_CASE("kill_marked_processes kills what carries the cookie and nothing else") {
+TEST_CASE("kill_marked_processes kills what carries the cookie (or one below it) and nothing else") {
   const std::string cookie = "test-cookie-" + std::to_string(::getpid());
   auto spawn_sleep = [](std::vector<std::string> env_entries) {
     std::vector<char*> argv{const_cast<char*>("/bin/sleep"), const_cast<char*>("1000"), nullptr};
@@ -461,16 +461,21 @@ TEST_CASE("kill_marked_processes kills what carries the cookie and nothing else"
   };
   std::vector<std::string> marked_env{std::string(kCookieVariable) + "=" + cookie};
   std::vector<std::string> other_env{std::string(kCookieVariable) + "=" + cookie + "-other"};
+  // An orchestration's run within the task: a cookie below the task's.
+  std::vector<std::string> below_env{std::string(kCookieVariable) + "=" + cookie + ".3-1"};
   const pid_t marked = spawn_sleep(marked_env);
   const pid_t other = spawn_sleep(other_env);
+  const pid_t below = spawn_sleep(below_env);
   // The environment is readable once exec is done: wait for the new image, not a time.
   auto wait_exec = [](pid_t pid) {
     while (read_text("/proc/" + std::to_string(pid) + "/cmdline").rfind("/bin/sleep", 0) != 0) std::this_thread::yield();
   };
   wait_exec(marked);
   wait_exec(other);
-  CHECK(kill_marked_processes(cookie) == 1);
+  wait_exec(below);
+  CHECK(kill_marked_processes(cookie) == 2);
   CHECK_FALSE(is_alive(marked));
+  CHECK_FALSE(is_alive(below));
   CHECK_FALSE(is_my_zombie(marked));  // reaped as an adopted zombie
   CHECK(is_alive(other));
   ::kill(other, SIGKILL);
@@ -596,11 +601,12 @@ TEST_CASE("reports a program the system cannot execute and reaps the forked chil
 
 TEST_CASE("returns when a process that left the session and dropped its environment keeps the output pipe open") {
   test::TempDir dir;
-  // setsid(1) puts sleep in a session of its own and env -i drops the cookie: out of the
+  // env -i drops the cookie, then setsid(1) puts sleep in a session of its own (in that
+  // order: never outside the session with the cookie, even for an instant): out of the
   // runner's reach, but it holds the pipe; run() must not wait for an end of file that
   // would never come. The leader waits until the escaped process has its new session.
   const auto run = run_collecting(shell_spec(
-      "setsid env -i /bin/sh -c 'echo $$ > escaped.tmp; mv escaped.tmp escaped; exec sleep 300' & "
+      "env -i /usr/bin/setsid /bin/sh -c 'echo $$ > escaped.tmp; mv escaped.tmp escaped; exec sleep 300' & "
       "while [ ! -e escaped ]; do sleep 0.01; done; cat escaped; echo bye",
       dir));
   REQUIRE(run.lines.size() == 2);
