@@ -22,10 +22,18 @@ namespace {
 
 std::shared_ptr<AuthSession> session_for(const BackendConfig& config) {
   if (!config.auth) return nullptr;
-  if (config.session) return config.session;
+  return config.session ? config.session : make_auth_session(config);
+}
+
+}  // namespace
+
+std::shared_ptr<AuthSession> make_auth_session(const BackendConfig& config) {
+  if (!config.auth) return nullptr;
   return std::make_shared<AuthSession>(
       AuthSettings{config.login_api, config.refresh_api, config.login, config.password, config.refresh_time});
 }
+
+namespace {
 
 // A failed login is never reported as the call's own status: a 4xx from the login
 // endpoint must not make a result look refused, nor a 404 look like "no task".

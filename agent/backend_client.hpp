@@ -60,6 +60,9 @@ struct BackendConfig {
   HttpLimits limits;      // request_timeout: --request-timeout
 };
 
+// A login session from `config`'s auth fields, for clients to share (null when auth is off).
+std::shared_ptr<AuthSession> make_auth_session(const BackendConfig& config);
+
 // The real backend client over HttpClient. With auth on, every call carries the
 // session's token (the session logs in or refreshes first when needed); a 401 renews
 // the token once and retries the call once; a 403 is explained in the log.

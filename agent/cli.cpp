@@ -137,7 +137,7 @@ ExecutorSettings executor_settings(const Options& options, const fs::path& work_
   settings.results_dir = options.results_dir.empty() ? work_dir / "results" : fs::absolute(options.results_dir);
   settings.results_layout = options.results_layout;
   settings.default_timeout = milliseconds(static_cast<int64_t>(options.timeout * 1000));
-  settings.kill_grace = milliseconds(static_cast<int64_t>(options.kill_grace * 1000));
+  settings.launch.kill_grace = milliseconds(static_cast<int64_t>(options.kill_grace * 1000));
   settings.allowed_schemes = split_list(options.allow_schemes);
   settings.payload.strip_prefix = options.strip_prefix;
   settings.payload.skips_pass = options.skips_pass;
@@ -215,6 +215,7 @@ int run_daemon(const Options& options) {
   settings.work_dir = real.work_dir;
   settings.spool_dir = options.spool_dir.empty() ? real.work_dir / "spool" : fs::absolute(options.spool_dir);
   settings.once = options.once;
+  settings.backend_origin = url->origin();
   if (options.events) settings.events_socket = events_socket_path(options, real.work_dir);
   // The default events socket lives in the work dir, which a first start has not made yet.
   std::error_code ignored;  // a failure is reported where the folder is used
@@ -232,10 +233,7 @@ int run_daemon(const Options& options) {
   backend.refresh_time = std::chrono::seconds(options.refresh_time);
   // One login for every slot and the spool flusher: a login by one of them would
   // invalidate the refresh token the others hold (SPEC §2.3).
-  if (options.auth) {
-    backend.session = std::make_shared<AuthSession>(AuthSettings{options.login_api, options.refresh_api, options.login,
-                                                                 options.password, backend.refresh_time});
-  }
+  backend.session = make_auth_session(backend);
   backend.tls = TlsOptions{options.ca_file, options.insecure};
   backend.limits.request_timeout = milliseconds(static_cast<int64_t>(options.request_timeout * 1000));
   backend.limits.connect_timeout = std::min(backend.limits.connect_timeout, backend.limits.request_timeout);
@@ -245,10 +243,63 @@ int run_daemon(const Options& options) {
     config.runner_id = host + "-" + (slot < 0 ? std::string("spool") : std::to_string(slot));
     return std::make_unique<HttpBackendClient>(std::move(ex), std::move(config));
   };
-  spdlog::info("proctor runner {} polling {} with {} slot(s), work dir {}", PROCTOR_VERSION, url->origin(),
-               options.concurrent, real.work_dir.string());
   Daemon daemon(settings, real.executor, make_client);
   return daemon.run();
+}
+
+// SIGINT/SIGTERM, counted by a thread of their own: first() is cancelled by the first,
+// second() by any later one. Built before any other thread starts: each thread inherits
+// the signals blocked, so only the counter takes them (a thread with them unblocked would
+// take them and die of them).
+class SignalCounter {
+ public:
+  // `on_first` and `on_second` are logged as the signals arrive.
+  SignalCounter(std::string on_first, std::string on_second)
+      : on_first_(std::move(on_first)), on_second_(std::move(on_second)) {
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGINT);
+    sigaddset(&signals_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
+    waiter_ = std::jthread([this](const std::stop_token& done) {
+      int seen = 0;
+      while (!done.stop_requested()) {
+        timespec tick{0, 100'000'000};
+        if (sigtimedwait(&signals_, nullptr, &tick) <= 0) continue;
+        if (++seen == 1) {
+          spdlog::warn("{}", on_first_);
+          first_.request_stop();
+        } else {
+          spdlog::warn("{}", on_second_);
+          second_.request_stop();
+        }
+      }
+    });
+  }
+  [[nodiscard]] std::stop_token first() const { return first_.get_token(); }
+  [[nodiscard]] std::stop_token second() const { return second_.get_token(); }
+
+ private:
+  std::string on_first_;
+  std::string on_second_;
+  sigset_t signals_{};
+  std::stop_source first_;
+  std::stop_source second_;
+  std::jthread waiter_;
+};
+
+// Makes this process the subreaper of its descendants (a service that double-forks out of
+// its session stays ours to kill and reap) and, when --events-socket is given, serves the
+// event stream from a thread of its own. False, with the error printed, when the stream
+// cannot start.
+bool start_foreground_helpers(const Options& options, EventStreamThread& events, const char* command) {
+  if (auto reaper = become_child_subreaper(); !reaper) spdlog::warn("{}", reaper.error().message);
+  if (options.events && !options.events_socket.empty()) {
+    if (auto started = events.start(fs::absolute(options.events_socket)); !started) {
+      std::cerr << "runner " << command << ": " << started.error().message << "\n";
+      return false;
+    }
+  }
+  return true;
 }
 
 int run_exec(const Options& options) {
@@ -262,76 +313,16 @@ int run_exec(const Options& options) {
     std::cerr << "runner exec: " << options.task_file << ": " << task.error().message << "\n";
     return exit_usage;
   }
-  // SIGINT/SIGTERM cancel the task; a thread waits for them so the task can stop cleanly.
-  // Blocked before any thread starts (the executor's layout writer is one): a thread
-  // that had them unblocked would take them and die of them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // SIGINT/SIGTERM cancel the task, which then stops cleanly.
+  SignalCounter signals("signal received: stopping the task", "another signal: the task is already stopping");
   RealExecutor real(options);
-  // Descendants that double-fork out of the service's session stay ours to kill and reap.
-  if (auto reaper = become_child_subreaper(); !reaper) spdlog::warn("{}", reaper.error().message);
-
-  std::stop_source stop;
-  std::jthread signal_waiter([&stop, signals](const std::stop_token& done) {
-    while (!done.stop_requested()) {
-      timespec tick{0, 100'000'000};
-      if (sigtimedwait(&signals, nullptr, &tick) > 0) {
-        spdlog::warn("signal received: stopping the task");
-        stop.request_stop();
-      }
-    }
-  });
-  // The event stream only when asked for (--events-socket), served from a thread of its own.
   EventStreamThread events;
-  if (options.events && !options.events_socket.empty()) {
-    if (auto started = events.start(fs::absolute(options.events_socket)); !started) {
-      std::cerr << "runner exec: " << started.error().message << "\n";
-      return exit_usage;
-    }
-  }
-  const auto payload = real.executor.run(*task, real.work_dir / "exec", stop.get_token(), events.sink());
+  if (!start_foreground_helpers(options, events, "exec")) return exit_usage;
+  const auto payload = real.executor.run(*task, real.work_dir / "exec", signals.first(), events.sink());
   real.executor.wait_for_layouts();  // the layout whole, and every event out, before the stream closes
   std::cout << serialize_payload(payload, task->identity) << std::endl;
   return exit_code_for(payload);
 }
-
-// SIGINT/SIGTERM, counted by a thread of their own: the first ends an orchestration's
-// schedule early (its teardown still runs), the second stops everything.
-class SignalCounter {
- public:
-  SignalCounter() {
-    sigemptyset(&signals_);
-    sigaddset(&signals_, SIGINT);
-    sigaddset(&signals_, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
-    waiter_ = std::jthread([this](const std::stop_token& done) {
-      int seen = 0;
-      while (!done.stop_requested()) {
-        timespec tick{0, 100'000'000};
-        if (sigtimedwait(&signals_, nullptr, &tick) <= 0) continue;
-        if (++seen == 1) {
-          spdlog::warn("signal received: ending the orchestration early (its teardown events still run; "
-                       "a second signal stops everything)");
-          first_.request_stop();
-        } else {
-          spdlog::warn("second signal: stopping every run");
-          second_.request_stop();
-        }
-      }
-    });
-  }
-  [[nodiscard]] std::stop_token first() const { return first_.get_token(); }
-  [[nodiscard]] std::stop_token second() const { return second_.get_token(); }
-
- private:
-  sigset_t signals_{};
-  std::stop_source first_;
-  std::stop_source second_;
-  std::jthread waiter_;
-};
 
 int run_orchestrate(const Options& options) {
   // DESCRIPTION: a file, or a name found in --descriptions (as the seed's
@@ -348,32 +339,24 @@ int run_orchestrate(const Options& options) {
               << "\n";
     return exit_usage;
   }
-  if (fs::file_size(file, ec) > kMaxDescriptionBytes && !ec) {
-    std::cerr << "runner orchestrate: " << file.string() << ": the description is larger than 1 MiB\n";
+  auto read = read_orchestration_file(file);
+  if (!read) {
+    std::cerr << "runner orchestrate: " << read.error().message << "\n";
     return exit_usage;
   }
-  const auto text = read_whole_file(file, "the orchestration description");
-  if (!text) {
-    std::cerr << "runner orchestrate: " << text.error().message << "\n";
-    return exit_usage;
-  }
-  auto check = check_orchestration(*text, file.stem().string());
+  auto& check = *read;
   for (const auto& warning : check.warnings) spdlog::warn("{}: {}", file.string(), warning);
   if (!check.valid()) {
     for (const auto& error : check.errors) std::cerr << "runner orchestrate: " << file.string() << ": " << error << "\n";
     return exit_usage;
   }
-  // Before any thread starts: each inherits the blocked signals, so only the counter sees them.
-  SignalCounter signals;
+  // The first signal ends the schedule early (its teardown still runs); the second stops every run.
+  SignalCounter signals("signal received: ending the orchestration early (its teardown events still run; "
+                        "a second signal stops everything)",
+                        "second signal: stopping every run");
   RealExecutor real(options);
-  if (auto reaper = become_child_subreaper(); !reaper) spdlog::warn("{}", reaper.error().message);
   EventStreamThread events;
-  if (options.events && !options.events_socket.empty()) {
-    if (auto started = events.start(fs::absolute(options.events_socket)); !started) {
-      std::cerr << "runner orchestrate: " << started.error().message << "\n";
-      return exit_usage;
-    }
-  }
+  if (!start_foreground_helpers(options, events, "orchestrate")) return exit_usage;
   const std::string test_name = check.description.test_name;
   auto payload = real.executor.orchestrate(std::move(check.description), real.work_dir, signals.first(),
                                            signals.second(), events.sink());

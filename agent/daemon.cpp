@@ -91,6 +91,10 @@ class Agent {
       }
     }
     wait_for_signal();
+    // Logged only once SIGINT/SIGTERM are handled (signals_ is built with this object): a
+    // caller that sees this line may signal the agent and get a clean shutdown.
+    spdlog::info("proctor runner {} polling {} with {} slot(s), work dir {}", PROCTOR_VERSION, settings_.backend_origin,
+                 settings_.concurrent, settings_.work_dir.string());
     start([this]() { return flush_spool(); });
     for (auto& slot : slots_) {
       start([this, s = slot.get()]() { return slot_loop(*s); });
@@ -142,12 +146,15 @@ class Agent {
   // payload made it into the spool just before the end. Runs before anything else, so
   // blocking here is fine.
   void recover_held_tasks() {
-    for (const auto& held : journal_.open()) {
+    const auto held_tasks = journal_.open();
+    if (held_tasks.empty()) return;
+    const auto spooled = spool_.task_keys();  // read once, however many tasks were held
+    for (const auto& held : held_tasks) {
       const auto task = held.identity.text();
       if (const int killed = kill_marked_processes(held.cookie); killed > 0) {
         spdlog::warn("task {}: killed {} process(es) the previous run of the agent left running", task, killed);
       }
-      if (spool_.holds(identity_key(held.identity))) {
+      if (spooled.contains(identity_key(held.identity))) {
         journal_.release(held.slot);
         continue;
       }
@@ -178,16 +185,16 @@ class Agent {
   bool spool_is_full() {
     const bool full = spool_.full();
     const auto now = std::chrono::steady_clock::now();
-    if (full && (!spool_full_since_ || now - last_spool_full_report_ >= 60s)) {
+    if (full && (!spool_was_full_ || now - last_spool_full_report_ >= 60s)) {
       spdlog::error("the spool {} holds {:.1f} MiB of undelivered results, its cap is {:.1f} MiB: taking no new tasks "
                     "until the backend accepts them (nothing is dropped)",
                     spool_.dir().string(), static_cast<double>(spool_.pending_bytes()) / (1 << 20),
                     static_cast<double>(spool_.max_bytes()) / (1 << 20));
-      if (!spool_full_since_) spool_full_since_ = now;
+      spool_was_full_ = true;
       last_spool_full_report_ = now;
-    } else if (!full && spool_full_since_) {
+    } else if (!full && spool_was_full_) {
       spdlog::info("the spool is below its cap again: taking tasks");
-      spool_full_since_.reset();
+      spool_was_full_ = false;
     }
     return full;
   }
@@ -276,8 +283,9 @@ class Agent {
   // answered once as far as the backend can tell, whatever this agent sends later (an
   // "agent stopped" payload after a kill -9 that raced a delivery, say). A payload with no
   // identity (never made here) falls back to its spool entry, else a random key.
-  std::string idempotency_key(const std::string& body, const std::optional<std::filesystem::path>& entry) {
-    if (const auto key = payload_identity_key(body)) return "proctor-" + stable_digest("result of " + *key);
+  std::string idempotency_key(const std::optional<std::string>& task_key,
+                              const std::optional<std::filesystem::path>& entry) {
+    if (task_key) return "proctor-" + stable_digest("result of " + *task_key);
     if (entry) return entry->stem().string();
     std::uniform_int_distribution<uint64_t> bits;
     return fmt::format("mem-{:016x}{:016x}", bits(rng_), bits(rng_));
@@ -339,9 +347,9 @@ class Agent {
         if (bad->identity && !is_duplicate(slot, *bad->identity)) {
           co_await hold(slot, *bad->identity);
           const auto payload = error_payload("The task is malformed: " + bad->reason + ".", executor_.settings().payload);
-          const auto identity = bad->identity->text();
-          co_await deliver(slot, identity,
-                           co_await spool_payload(identity, serialize_payload(payload, *bad->identity), slot.index));
+          co_await deliver(slot, *bad->identity,
+                           co_await spool_payload(bad->identity->text(), serialize_payload(payload, *bad->identity),
+                                                  slot.index));
         }
         if (settings_.once) {
           exit_code_ = exit_usage;
@@ -419,9 +427,8 @@ class Agent {
         },
         asio::use_awaitable);
     if (settings_.once) exit_code_ = exit_code_for(payload);
-    const auto identity = task.identity.text();
-    co_await deliver(slot, identity,
-                     co_await spool_payload(identity, serialize_payload(payload, task.identity), slot.index));
+    co_await deliver(slot, task.identity,
+                     co_await spool_payload(task.identity.text(), serialize_payload(payload, task.identity), slot.index));
   }
 
   // Writes the payload to the spool on the spool's thread (fsync never runs on the event
@@ -451,16 +458,19 @@ class Agent {
 
   // Posts until a 2xx or a final 4xx; retries with back-off otherwise. A payload that
   // is not delivered when the agent stops stays in the spool for the next start.
-  asio::awaitable<void> deliver(Slot& slot, const std::string& identity, const SpooledPayload& spooled) {
+  asio::awaitable<void> deliver(Slot& slot, const TaskIdentity& identity, const SpooledPayload& spooled) {
     slot.state = SlotState::delivering;
-    const bool settled = co_await deliver_spooled(*slot.client, slot.timer, identity, spooled.body, spooled.entry);
+    const bool settled = co_await deliver_spooled(*slot.client, slot.timer, identity.text(), spooled.body, spooled.entry,
+                                                  identity_key(identity));
     if (settled && spooled.held_by) asio::post(spool_io_, [this, held = *spooled.held_by] { journal_.release(held); });
   }
 
+  // `task_key` is the identity_key of the task the payload answers, when known.
   asio::awaitable<bool> deliver_spooled(BackendClient& client, asio::steady_timer& timer, const std::string& identity,
-                                        const std::string& body, const std::optional<std::filesystem::path>& entry) {
+                                        const std::string& body, const std::optional<std::filesystem::path>& entry,
+                                        const std::optional<std::string>& task_key) {
     const auto give_up = [this] { return hard_stopped_ || (stopping_ && shutdown_deadline_passed()); };
-    const std::string key = idempotency_key(body, entry);
+    const std::string key = idempotency_key(task_key, entry);
     for (int attempt = 0;; ++attempt) {
       if (hard_stopped_) break;  // stop at once: the payload is already spooled
       // The same key on every attempt, after a restart, and for any later payload of the
@@ -500,10 +510,17 @@ class Agent {
 
   bool shutdown_deadline_passed() const { return grace_timer_.expiry() <= std::chrono::steady_clock::now(); }
 
+  // A payload a previous run spooled, read back, with the identity_key of its task if it has one.
+  struct SpooledEntry {
+    std::filesystem::path path;
+    std::string body;
+    std::optional<std::string> task_key;
+  };
+
   // The task a spooled payload answers, as logs name it: its identity, else the file.
-  static std::string spooled_task_name(const std::filesystem::path& entry, const std::string& body) {
-    auto key = payload_identity_key(body);
-    if (!key) return entry.filename().string();
+  static std::string spooled_task_name(const SpooledEntry& spooled) {
+    const auto& key = spooled.task_key;
+    if (!key) return spooled.path.filename().string();
     std::string name = key->substr(key->find(':') + 1);
     if (name.size() >= 2 && name.front() == '"' && name.back() == '"') name = name.substr(1, name.size() - 2);
     return name;
@@ -512,15 +529,20 @@ class Agent {
   // Delivers payloads a previous run left in the spool.
   asio::awaitable<void> flush_spool() {
     // The spool is read on its own thread: file I/O stays off the event loop.
-    using Entries = std::vector<std::pair<std::filesystem::path, std::string>>;
+    // Each payload is parsed there too, once, for the task it answers.
+    using Entries = std::vector<SpooledEntry>;
     const auto entries = co_await asio::co_spawn(
         spool_io_,
         [this]() -> asio::awaitable<Entries> {
           Entries found;
           for (auto& entry : spool_.pending()) {
             auto body = spool_.read(entry);
-            if (!body) spdlog::error("{}", body.error().message);
-            else found.emplace_back(std::move(entry), std::move(body).value());
+            if (!body) {
+              spdlog::error("{}", body.error().message);
+              continue;
+            }
+            auto task_key = payload_identity_key(*body);
+            found.push_back({std::move(entry), std::move(body).value(), std::move(task_key)});
           }
           co_return found;
         },
@@ -535,8 +557,9 @@ class Agent {
       asio::steady_timer*& pointer;
       ~ForgetTimer() { pointer = nullptr; }
     } forget{flusher_timer_};
-    for (const auto& [entry, body] : entries) {
-      const bool settled = co_await deliver_spooled(*flusher_client_, timer, spooled_task_name(entry, body), body, entry);
+    for (const auto& spooled : entries) {
+      const bool settled = co_await deliver_spooled(*flusher_client_, timer, spooled_task_name(spooled), spooled.body,
+                                                    spooled.path, spooled.task_key);
       if (!settled) break;
     }
   }
@@ -554,7 +577,7 @@ class Agent {
   asio::steady_timer reaper_timer_;
   Spool spool_;
   TaskJournal journal_;
-  std::optional<std::chrono::steady_clock::time_point> spool_full_since_;
+  bool spool_was_full_ = false;  // said so, and not yet said it is below again
   std::chrono::steady_clock::time_point last_spool_full_report_;
   std::mt19937 rng_;
   std::vector<std::unique_ptr<Slot>> slots_;

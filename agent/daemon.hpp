@@ -32,6 +32,7 @@ struct DaemonSettings {
   uint64_t spool_max_bytes = 1ULL << 30;                // full: stop taking tasks (0: no cap)
   std::filesystem::path events_socket;                  // the event stream; empty: none
   bool once = false;                                    // take one task, run it, exit
+  std::string backend_origin;                           // shown in the start-up line
 };
 
 // Makes the backend client of one slot (slot -1: the spool flusher).

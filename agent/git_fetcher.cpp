@@ -184,20 +184,6 @@ std::string scrub(std::string message, const RepoUrl& url) {
   return message;
 }
 
-// 64-bit FNV-1a as 16 hex digits: no libgit2 state needed, and a collision would only
-// cost a fresh clone (the cached clone's origin URL is checked before reuse).
-std::string short_hash(std::string_view data) {
-  std::uint64_t hash = 14695981039346656037ULL;
-  for (const char c : data) {
-    hash ^= static_cast<unsigned char>(c);
-    hash *= 1099511628211ULL;
-  }
-  constexpr std::string_view kDigits = "0123456789abcdef";
-  std::string hex(16, '0');
-  for (auto it = hex.rbegin(); it != hex.rend(); ++it, hash >>= 4U) *it = kDigits[hash & 0xfU];
-  return hex;
-}
-
 // "<readable>-<hash>": the readable tail of the URL made of [A-Za-z0-9._-] only (so no
 // '/', no "..", no leading dot), plus a hash of the stored URL so two URLs do not share
 // a folder. URLs differing only in credentials share it on purpose.
@@ -221,7 +207,7 @@ std::string key_of(const RepoUrl& url) {
   name = first == std::string::npos ? std::string() : name.substr(first);
   while (!name.empty() && (name.back() == '.' || name.back() == '_')) name.pop_back();
   if (name.empty()) name = "repo";
-  return name + "-" + short_hash(url.remote);
+  return name + "-" + fnv1a_hex(url.remote);
 }
 
 std::string last_git_message() {

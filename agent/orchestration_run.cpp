@@ -8,19 +8,11 @@ namespace proctor {
 
 namespace {
 
-// The pyATS result of a run.
+// The pyATS result of a run: a skip's, else its record status's (timeout and a stop by
+// the kill switch are aborted, as for a task's phases).
 SectionResult run_result(const RunReport& run) {
   if (run.skipped) return SectionResult::skipped;
-  switch (run.status) {
-    case RecordStatus::success:
-      return SectionResult::passed;
-    case RecordStatus::failure:
-      return SectionResult::failed;
-    case RecordStatus::terminated:
-      return SectionResult::aborted;
-    default:
-      return SectionResult::errored;
-  }
+  return section_result_of(run.status).value_or(SectionResult::errored);
 }
 
 // The run's facts: its record's output.json.
@@ -100,10 +92,9 @@ class RecorderObserver final : public OrchestrationObserver {
 nlohmann::json description_json(const OrchestrationPlan& plan) {
   const auto& description = plan.description;
   nlohmann::json events = nlohmann::json::array();
-  const auto labels = description.event_labels();
   for (std::size_t i = 0; i < description.events.size(); ++i) {
     const auto& event = description.events[i];
-    nlohmann::json item = {{"name", labels[i]},
+    nlohmann::json item = {{"name", plan.events[i].label},  // a valid plan prepared every event
                            {"at_startup", event.at_startup},
                            {"at_teardown", event.at_teardown},
                            {"params", event.params}};

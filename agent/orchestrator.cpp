@@ -6,7 +6,6 @@
 #include <deque>
 #include <map>
 #include <mutex>
-#include <sstream>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -22,25 +21,11 @@ using std::chrono::milliseconds;
 
 namespace {
 
-std::string fixed3(double seconds) {
-  std::ostringstream out;
-  out.setf(std::ios::fixed);
-  out.precision(3);
-  out << seconds;
-  return out.str();
-}
-
 double to_seconds(std::chrono::nanoseconds d) {
   return std::chrono::duration<double>(d).count();
 }
 double to_ms(std::chrono::nanoseconds d) {
   return std::chrono::duration<double, std::milli>(d).count();
-}
-
-std::string exit_code_list(const std::vector<int>& codes) {
-  std::vector<std::string> parts;
-  for (int c : codes) parts.push_back(std::to_string(c));
-  return "[" + join(parts, ", ") + "]";
 }
 
 // The last non-empty line of a process's output, shortened for a one-line summary.
@@ -57,12 +42,7 @@ std::string last_line(std::string_view tail) {
 ServiceInputs run_inputs(const PreparedService& prepared, const std::string& pid,
                          const fs::path& service_dir, const fs::path& junit_xml) {
   ServiceInputs inputs = prepared.inputs;
-  inputs["pid"] = pid;
-  inputs["opereto_workspace"] = service_dir.string();
-  inputs["opereto_timeout"] =
-      std::to_string(static_cast<std::int64_t>(std::ceil(prepared.timeout.count() / 1000.0)));
-  inputs["opereto_execution_mode"] = "production";
-  inputs["junit_xml"] = junit_xml.string();
+  add_builtin_inputs(inputs, pid, service_dir, static_cast<double>(prepared.timeout.count()) / 1000.0, junit_xml);
   return inputs;
 }
 
@@ -103,7 +83,7 @@ void judge(RunReport& run, const ServiceSpec& spec) {
     text = "could not start: " + outcome.start_error;
   } else if (outcome.timed_out) {
     run.status = RecordStatus::timeout;
-    text = "timed out after " + fixed3(to_seconds(outcome.wall)) + " s and was stopped";
+    text = "timed out after " + three_decimals(to_seconds(outcome.wall)) + " s and was stopped";
   } else if (run.stopped_at_end) {
     // The kill switch stopped it: the end of the orchestration, not a failure of the run,
     // unless it answered the switch with an exit code its service calls invalid.
@@ -121,8 +101,8 @@ void judge(RunReport& run, const ServiceSpec& spec) {
     if (outcome.exit_code) text += ", not in valid_exit_codes " + exit_code_list(valid);
   }
   if (run.start_delay && !run.setup) {
-    text += "; started " + fixed3(to_ms(*run.start_delay)) + " ms after its planned time " +
-            fixed3(to_seconds(run.planned)) + " s";
+    text += "; started " + three_decimals(to_ms(*run.start_delay)) + " ms after its planned time " +
+            three_decimals(to_seconds(run.planned)) + " s";
   }
   if (const auto line = last_line(outcome.output_tail); !line.empty())
     text += "; last output: " + line;
@@ -131,10 +111,10 @@ void judge(RunReport& run, const ServiceSpec& spec) {
 
 void judge_skip(RunReport& run, std::chrono::nanoseconds interval) {
   run.status = RecordStatus::warning;
-  std::string when = "planned at " + fixed3(to_seconds(run.planned)) + " s";
+  std::string when = "planned at " + three_decimals(to_seconds(run.planned)) + " s";
   if (run.count > 1) {
-    when = std::to_string(run.count) + " runs planned from " + fixed3(to_seconds(run.planned)) +
-           " s every " + fixed3(to_seconds(interval)) + " s";
+    when = std::to_string(run.count) + " runs planned from " + three_decimals(to_seconds(run.planned)) +
+           " s every " + three_decimals(to_seconds(interval)) + " s";
   }
   switch (*run.skipped) {
     case SkipReason::overlap:
@@ -184,8 +164,8 @@ std::string OrchestrationResult::summary() const {
                      std::to_string(stopped) + " stopped by the kill switch";
   if (skipped > 0) text += "; " + std::to_string(skipped) + " skipped";
   if (delays.runs > 0) {
-    text += "; start delay p50 " + fixed3(delays.p50_ms) + " ms, p99 " + fixed3(delays.p99_ms) +
-            " ms, max " + fixed3(delays.max_ms) + " ms";
+    text += "; start delay p50 " + three_decimals(delays.p50_ms) + " ms, p99 " + three_decimals(delays.p99_ms) +
+            " ms, max " + three_decimals(delays.max_ms) + " ms";
   }
   if (stopped_early) text += "; ended early by a signal";
   if (error) text += "; " + *error;
@@ -217,16 +197,22 @@ nlohmann::json OrchestrationResult::facts() const {
   return facts;
 }
 
-Result<OrchestrationDescription> load_orchestration(const fs::path& file) {
+Result<DescriptionCheck> read_orchestration_file(const fs::path& file) {
   std::error_code ec;
   if (fs::file_size(file, ec) > kMaxDescriptionBytes && !ec) {
     return make_error("the orchestration description " + file.string() + " is larger than 1 MiB");
   }
   auto text = read_whole_file(file, "the orchestration description");
   if (!text) return text.error();
-  auto parsed = parse_orchestration(*text, file.stem().string());
-  if (!parsed) return make_error(file.string() + ": " + parsed.error().message);
-  return parsed;
+  return check_orchestration(*text, file.stem().string());
+}
+
+Result<OrchestrationDescription> load_orchestration(const fs::path& file) {
+  auto check = read_orchestration_file(file);
+  if (!check) return check.error();
+  for (const auto& warning : check->warnings) spdlog::warn("{}: {}", file.string(), warning);
+  if (!check->valid()) return make_error(file.string() + ": " + join(check->errors, "; "));
+  return std::move(check->description);
 }
 
 std::optional<fs::path> find_description(const fs::path& dir, const std::string& name) {
@@ -261,17 +247,9 @@ Result<OrchestrationPlan> plan_orchestration(OrchestrationDescription descriptio
   const auto prepare =
       [&](const std::string& where, const std::string& label, const std::string& name,
           const std::map<std::string, std::string>& params) -> std::optional<PreparedService> {
-    const fs::path dir = *settings.services_dir / name;
-    std::error_code ec;
-    if (!fs::exists(dir, ec)) {
-      problems.push_back(where + ": no service named '" + name + "' in " +
-                         settings.services_dir->string());
-      return std::nullopt;
-    }
-    auto service = load_service(dir);
+    auto service = load_named_service(*settings.services_dir, name);
     if (!service) {
-      problems.push_back(where + ": the service '" + name +
-                         "' cannot be loaded: " + service.error().message);
+      problems.push_back(where + ": " + service.error().message);
       return std::nullopt;
     }
     if (!service->spec.runs_on_agent()) {
@@ -368,7 +346,6 @@ struct Completion {
   std::size_t key = 0;  // the active run's key
   ProcessOutcome outcome;
   ScheduleTime started;
-  ScheduleTime ended;
   bool did_start = false;  // the process started (its on_start ran)
   nlohmann::json outputs = nlohmann::json::object();
 };
@@ -392,6 +369,11 @@ struct ActiveRun {
   ActiveRun& operator=(const ActiveRun&) = delete;
   // Left with its run going (run() unwinding): the run is stopped before it is joined.
   ~ActiveRun() { kill.request_stop(); }
+  // Kills the run at the end of its time (the schedule's end, or a signal's).
+  void stop_at_end() {
+    report.stopped_at_end = true;
+    kill.request_stop();
+  }
 };
 
 }  // namespace
@@ -401,8 +383,12 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
   OrchestrationResult result;
   const std::string& test_name = plan_.description.test_name;
 
-  std::map<const PreparedService*, EventFolders> folders;
-  std::map<const PreparedService*, ProcessSpec> processes;
+  // Each event's (and setup's) folders and the process every run of it starts from.
+  struct EventLaunch {
+    EventFolders folders;
+    ProcessSpec process;
+  };
+  std::map<const PreparedService*, EventLaunch> launches;
   for (const auto* group : {&plan_.setups, &plan_.events}) {
     for (std::size_t index = 0; index < group->size(); ++index) {
       const PreparedService& prepared = (*group)[index];
@@ -427,8 +413,7 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
       }
       std::error_code ec;
       fs::remove(made->service_dir() / "output.json", ec);  // outputs are what a run writes
-      processes.emplace(&prepared, std::move(*process));
-      folders.emplace(&prepared, *made);
+      launches.emplace(&prepared, EventLaunch{*made, std::move(*process)});
     }
   }
 
@@ -457,8 +442,8 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
     ActiveRun& run = active[key];
     run.report = std::move(report);
     run.prepared = &prepared;
-    const EventFolders& where = folders.at(&prepared);
-    const ProcessSpec& prepared_process = processes.at(&prepared);
+    const EventFolders& where = launches.at(&prepared).folders;
+    const ProcessSpec& prepared_process = launches.at(&prepared).process;
     try {
       run.thread =
           std::jthread([this, key, &prepared, &prepared_process, where, &test_name, &observer,
@@ -510,7 +495,6 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
                   std::string("the agent failed while running it: ") + e.what();
               if (!completion.did_start) completion.started = ScheduleClock::now();
             }
-            completion.ended = ScheduleClock::now();
             std::lock_guard lock(mailbox.mutex);
             mailbox.done.push_back(std::move(completion));
             mailbox.wake.notify_all();
@@ -518,7 +502,7 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
     } catch (const std::exception& e) {
       Completion completion;
       completion.key = key;
-      completion.started = completion.ended = ScheduleClock::now();
+      completion.started = ScheduleClock::now();
       completion.outcome.start_error = std::string("no thread for the run: ") + e.what();
       std::lock_guard lock(mailbox.mutex);
       mailbox.done.push_back(std::move(completion));
@@ -592,8 +576,7 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
       bool killed = false;
       mailbox.wake.wait(lock, [&] {
         if (mailbox.end_requested && !killed && active.count(key) != 0) {
-          active[key].kill.request_stop();
-          active[key].report.stopped_at_end = true;
+          active[key].stop_at_end();
           killed = true;
           result.stopped_early = true;
         }
@@ -621,7 +604,7 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
     bool end_applied = false;
     bool abort_applied = false;
     spdlog::info("orchestration {}: {} event(s) for {} s", test_name, plan_.events.size(),
-                 fixed3(to_seconds(plan_.total)));
+                 three_decimals(to_seconds(plan_.total)));
     for (;;) {
       std::deque<Completion> done;
       bool end_now = false;
@@ -654,7 +637,7 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
           spdlog::warn(
               "orchestration {}: signal received: ending now ({} s early); teardown events still "
               "run",
-              test_name, fixed3(to_seconds(schedule.end() - now)));
+              test_name, three_decimals(to_seconds(schedule.end() - now)));
         }
         schedule.end_early(now);
       }
@@ -663,10 +646,7 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
         if (schedule.phase() != SchedulePhase::done) result.stopped_early = true;
         spdlog::warn("orchestration {}: second signal: stopping every run, no teardown", test_name);
         schedule.abandon_teardown();
-        for (auto& [key, run] : active) {
-          run.report.stopped_at_end = true;
-          run.kill.request_stop();
-        }
+        for (auto& [key, run] : active) run.stop_at_end();
       }
       // A planned run as a report, with what the schedule knows of it.
       const auto report_of = [&](const PlannedRun& planned) {
@@ -689,10 +669,7 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
         finish(std::move(report));
       }
       for (const std::size_t event : step.stop) {
-        if (auto it = active.find(event); it != active.end()) {
-          it->second.report.stopped_at_end = true;
-          it->second.kill.request_stop();
-        }
+        if (auto it = active.find(event); it != active.end()) it->second.stop_at_end();
       }
       for (const auto& planned : step.start)
         launch(planned.event, plan_.events[planned.event], report_of(planned));
@@ -758,7 +735,7 @@ ResultPayload orchestration_payload(const OrchestrationResult& result,
     if (!outcome.kind.empty()) test_case.outcomes.push_back(std::move(outcome));
     test_case.properties.emplace_back("kind", to_string(run.kind));
     if (run.start_delay)
-      test_case.properties.emplace_back("start_delay_ms", fixed3(to_ms(*run.start_delay)));
+      test_case.properties.emplace_back("start_delay_ms", three_decimals(to_ms(*run.start_delay)));
     suite.cases.push_back(std::move(test_case));
   }
   suite.time = total;

@@ -159,7 +159,11 @@ ResultPayload orchestration_payload(const OrchestrationResult& result,
                                     const OrchestrationPlan& plan, bool strict,
                                     const PayloadOptions& options);
 
-// Reads a description file (test_name must equal its name without .json) and checks it.
+// Reads a description file (at most 1 MiB) and checks it: test_name must equal its name
+// without .json. Fails only when the file cannot be read.
+Result<DescriptionCheck> read_orchestration_file(const std::filesystem::path& file);
+
+// The description of a valid file (its warnings logged); else every error, in one message.
 Result<OrchestrationDescription> load_orchestration(const std::filesystem::path& file);
 
 // The description file of `name` in `dir` (dir/name.json), when there is one.

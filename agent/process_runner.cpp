@@ -390,13 +390,13 @@ Carries carries_entry(pid_t pid, std::string_view entry, bool or_below = false) 
 bool is_kernel_thread(const ProcInfo& info) { return info.pid == 2 || info.parent == 2; }
 
 // Reaps `info` when it is a zombie child of ours that no run() waits for: an orphan of a
-// service tree re-parented to us, the subreaper.
-void reap_if_adopted_zombie(const ProcInfo& info) {
-  if (!is_dead(info.state) || info.parent != ::getpid()) return;
+// service tree re-parented to us, the subreaper. True when it reaped it.
+bool reap_if_adopted_zombie(const ProcInfo& info) {
+  if (!is_dead(info.state) || info.parent != ::getpid()) return false;
   auto& registry = leader_registry();
   const std::lock_guard lock(registry.mutex);
-  if (registry.leaders.contains(info.pid)) return;
-  ::waitpid(info.pid, nullptr, WNOHANG);
+  if (registry.leaders.contains(info.pid)) return false;
+  return ::waitpid(info.pid, nullptr, WNOHANG) == info.pid;
 }
 
 // Calls `visit` with the stat of every process in /proc.
@@ -837,15 +837,14 @@ Result<void> become_child_subreaper() {
 }
 
 int reap_adopted_zombies() {
+  // No child of ours has ended (the usual case, between tasks): no /proc scan. WNOWAIT
+  // leaves the zombie, which may be a leader a run() reaps itself, where it is.
+  siginfo_t ended{};
+  if (::waitid(P_ALL, 0, &ended, WEXITED | WNOHANG | WNOWAIT) != 0 || ended.si_pid == 0) return 0;
   int reaped = 0;
-  const pid_t self = ::getpid();
   for_each_process([&](pid_t pid) {
     const auto info = read_proc_stat(pid);
-    if (!info || info->parent != self || !is_dead(info->state)) return;
-    auto& registry = leader_registry();
-    const std::lock_guard lock(registry.mutex);
-    if (registry.leaders.contains(pid)) return;
-    if (::waitpid(pid, nullptr, WNOHANG) == pid) ++reaped;
+    if (info && reap_if_adopted_zombie(*info)) ++reaped;
   });
   return reaped;
 }

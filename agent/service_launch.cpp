@@ -1,9 +1,9 @@
 #include "agent/service_launch.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <sstream>
 
 #include <spdlog/spdlog.h>
 
@@ -28,13 +28,33 @@ std::string upper_key(std::string_view key) {
   return out;
 }
 
-std::string seconds_text(std::chrono::milliseconds ms) {
-  std::ostringstream out;
-  out << static_cast<double>(ms.count()) / 1000.0;
-  return out.str();
+}  // namespace
+
+Result<ServiceDefinition> load_named_service(const fs::path& services_dir, const std::string& name) {
+  if (!is_plain_name(name)) return make_error("the service name '" + make_valid_utf8(name) + "' is not a plain name");
+  std::error_code ec;
+  const auto dir = services_dir / name;
+  if (!fs::exists(dir, ec)) return make_error("no service named '" + name + "' in " + services_dir.string());
+  auto service = load_service(dir);
+  if (!service) return make_error("the service '" + name + "' cannot be loaded: " + service.error().message);
+  return service;
 }
 
-}  // namespace
+void add_builtin_inputs(ServiceInputs& inputs, const std::string& pid, const fs::path& service_dir,
+                        double timeout_seconds, const fs::path& junit_xml) {
+  inputs["pid"] = pid;
+  inputs["opereto_workspace"] = service_dir.string();
+  inputs["opereto_timeout"] = std::to_string(static_cast<int64_t>(std::ceil(timeout_seconds)));
+  inputs["opereto_execution_mode"] = "production";
+  inputs["junit_xml"] = junit_xml.string();
+}
+
+std::string exit_code_list(const std::vector<int>& codes) {
+  std::vector<std::string> parts;
+  parts.reserve(codes.size());
+  for (int c : codes) parts.push_back(std::to_string(c));
+  return "[" + join(parts, ", ") + "]";
+}
 
 ServiceInputs default_inputs(const ServiceSpec& spec) {
   ServiceInputs inputs;

@@ -35,6 +35,18 @@ struct LaunchSettings {
 // The service's input properties at their defaults (empty when none): where its inputs start.
 ServiceInputs default_inputs(const ServiceSpec& spec);
 
+// The service `name` in `services_dir`: refused unless a plain name, an error naming the
+// folder when there is none, the load error ("the service 'x' cannot be loaded: ...").
+Result<ServiceDefinition> load_named_service(const std::filesystem::path& services_dir, const std::string& name);
+
+// Adds the inputs the agent sets for every run (SPEC §5.2): pid, opereto_workspace,
+// opereto_timeout (whole seconds, rounded up), opereto_execution_mode and junit_xml.
+void add_builtin_inputs(ServiceInputs& inputs, const std::string& pid, const std::filesystem::path& service_dir,
+                        double timeout_seconds, const std::filesystem::path& junit_xml);
+
+// Exit codes as the spec writes them: "[0, 1]".
+std::string exit_code_list(const std::vector<int>& codes);
+
 // Checks the input properties' values in `inputs`: a mandatory one has a value, each
 // value fits its type. The error names the property.
 Result<void> check_inputs(const ServiceSpec& spec, const ServiceInputs& inputs);

@@ -78,16 +78,18 @@ Result<std::string> Spool::read(const fs::path& entry) const {
   return read_whole_file(entry, "the spooled payload");
 }
 
-bool Spool::holds(const std::string& identity_key) const {
+std::unordered_set<std::string> Spool::task_keys() const {
+  std::unordered_set<std::string> keys;
   for (const char* folder : {"pending", "rejected"}) {
     std::error_code ec;
     for (auto it = fs::directory_iterator(dir_ / folder, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
       if (it->path().extension() != ".json") continue;
       auto body = read(it->path());
-      if (body && payload_identity_key(*body) == identity_key) return true;
+      if (!body) continue;
+      if (auto key = payload_identity_key(*body)) keys.insert(std::move(*key));
     }
   }
-  return false;
+  return keys;
 }
 
 }  // namespace proctor

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "common/result.hpp"
@@ -32,8 +33,8 @@ class Spool {
   [[nodiscard]] std::vector<std::filesystem::path> pending() const;
   // Reads a spooled payload.
   [[nodiscard]] Result<std::string> read(const std::filesystem::path& entry) const;
-  // Whether a payload for the task `identity_key` (see identity_key()) is pending or rejected.
-  [[nodiscard]] bool holds(const std::string& identity_key) const;
+  // The identity_key() of every task with a payload pending or rejected (each file read once).
+  [[nodiscard]] std::unordered_set<std::string> task_keys() const;
   // Bytes of the payloads in pending/.
   [[nodiscard]] uint64_t pending_bytes() const { return pending_bytes_.load(); }
   // True when pending/ has reached the cap.

@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -32,18 +31,6 @@ namespace proctor {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string exit_code_list(const std::vector<int>& codes) {
-  std::vector<std::string> parts;
-  for (int c : codes) parts.push_back(std::to_string(c));
-  return "[" + join(parts, ", ") + "]";
-}
-
-std::string seconds_text(std::chrono::milliseconds ms) {
-  std::ostringstream out;
-  out << static_cast<double>(ms.count()) / 1000.0;
-  return out.str();
-}
 
 // Report files: `junit_xml` when written, then each `reports` glob (wildcards in the
 // file-name part only) relative to the service folder.
@@ -145,15 +132,7 @@ Result<ServiceDefinition> TaskExecutor::find_service(const Task& task) const {
     if (!settings_.services_dir) {
       return make_error("the task asks for the service '" + name + "' but the agent has no --services folder");
     }
-    if (name.find('/') != std::string::npos || name == "." || name == "..") {
-      return make_error("the service name '" + name + "' is not a plain name");
-    }
-    const auto dir = *settings_.services_dir / name;
-    std::error_code ec;
-    if (!fs::exists(dir, ec)) {
-      return make_error("no service named '" + name + "' in " + settings_.services_dir->string());
-    }
-    return load_service(dir);
+    return load_named_service(*settings_.services_dir, name);
   }
   if (settings_.service_path) return load_service(*settings_.service_path);
   return make_error("the agent has no service to run: give --service, or --services with a task 'service' field");
@@ -326,12 +305,8 @@ ResultPayload TaskExecutor::run_recorded(const Task& task, const fs::path& slot_
   ServiceInputs inputs = default_inputs(service->spec);
   for (auto& [key, value] : task_inputs(task)) inputs[key] = std::move(value);
   inputs["repository_dir"] = checkout->dir.string();
-  inputs["junit_xml"] = folders->junit_xml.string();
   inputs["results_dir"] = task_results.string();
-  inputs["pid"] = task.identity.text();
-  inputs["opereto_workspace"] = folders->service_dir.string();
-  inputs["opereto_timeout"] = std::to_string(static_cast<int64_t>(std::ceil(timeout_s)));
-  inputs["opereto_execution_mode"] = "production";
+  add_builtin_inputs(inputs, task.identity.text(), folders->service_dir, timeout_s, folders->junit_xml);
   recorder.start_phase(Phase::service, input_properties_json(service->spec, inputs),
                        {{"file://" + task_results.string(), "results"}});
   if (auto checked = check_inputs(service->spec, inputs); !checked) return fail(checked.error().message);
@@ -470,9 +445,7 @@ OrchestrationSettings TaskExecutor::orchestration_settings() const {
 }
 
 LaunchSettings TaskExecutor::launch_settings() const {
-  LaunchSettings launch;
-  launch.env_allow = settings_.env_allow;
-  launch.kill_grace = settings_.kill_grace;
+  LaunchSettings launch = settings_.launch;
   launch.tail_bytes = settings_.payload.details_tail;
   return launch;
 }

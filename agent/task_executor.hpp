@@ -29,10 +29,8 @@ struct ExecutorSettings {
   std::filesystem::path results_dir;                  // {results-dir}; the task's is below
   bool results_layout = true;                         // write the task's results layout there
   std::chrono::milliseconds default_timeout{std::chrono::minutes(10)};
-  std::chrono::milliseconds kill_grace{std::chrono::seconds(10)};
   std::vector<std::string> allowed_schemes{"https", "http", "ssh", "git", "svn", "s3"};
-  std::vector<std::string> env_allow{"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE",
-                                     "LC_ALL", "LC_CTYPE", "TZ", "SHELL"};
+  LaunchSettings launch;  // env_allow and kill_grace; tail_bytes follows payload.details_tail
   PayloadOptions payload;
   std::optional<std::filesystem::path> descriptions_dir;  // --descriptions: orchestrations by name
   bool strict_orchestrations = false;                     // --strict: a skipped run fails an orchestration

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
@@ -60,10 +61,6 @@ std::optional<HeldTask> read_held(const fs::path& file, int slot) {
 
 }  // namespace
 
-std::string identity_key(const TaskIdentity& identity) {
-  return (identity.dialect == Dialect::nested ? "attempt:" : "id:") + identity.value.dump();
-}
-
 std::optional<std::string> payload_identity_key(std::string_view payload) {
   const json document = parse_json_bounded(payload);
   if (!document.is_object()) return std::nullopt;
@@ -79,7 +76,7 @@ TaskJournal::~TaskJournal() {
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
-Result<void> TaskJournal::lock() {
+Result<void> TaskJournal::lock(std::chrono::milliseconds patience) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec)
@@ -87,7 +84,14 @@ Result<void> TaskJournal::lock() {
   const auto path = dir_ / "lock";
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return make_error("cannot open " + path.string() + ": " + std::strerror(errno));
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+  const auto give_up_at = std::chrono::steady_clock::now() + patience;
+  int locked = 0;
+  // Start-up, before any event loop: a short sleep between tries blocks nothing else.
+  while ((locked = ::flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EWOULDBLOCK &&
+         std::chrono::steady_clock::now() < give_up_at) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (locked != 0) {
     const int why = errno;
     ::close(fd);
     if (why == EWOULDBLOCK) {
@@ -105,30 +109,36 @@ fs::path TaskJournal::held_file(int slot) const {
 }
 
 std::vector<HeldTask> TaskJournal::open() {
-  const std::lock_guard lock(mutex_);
-  std::ifstream log(dir_ / "taken.log");
-  for (std::string line; std::getline(log, line);) {
-    ++log_lines_;
-    if (!line.empty()) remember(line);
-  }
   std::vector<HeldTask> held;
-  std::error_code ec;
-  for (auto it = fs::directory_iterator(dir_ / "held", ec); !ec && it != fs::directory_iterator();
-       it.increment(ec)) {
-    const auto name = it->path().filename().string();
-    if (it->path().extension() != ".json") continue;
-    int slot = 0;
-    if (std::sscanf(name.c_str(), "%d.json", &slot) != 1) continue;
-    if (auto record = read_held(it->path(), slot)) {
-      // Reported at start-up, so never run again, even after more restarts.
-      const auto key = identity_key(record->identity);
-      if (!taken_.contains(key)) {
-        remember(key);
-        if (auto appended = append_taken(key); !appended)
-          spdlog::warn("{}", appended.error().message);
-      }
-      held.push_back(std::move(*record));
+  std::vector<std::string> newly_taken;  // held, yet not in taken.log: appended below
+  const std::lock_guard log_lock(log_mutex_);
+  {
+    const std::lock_guard lock(mutex_);
+    std::ifstream log(dir_ / "taken.log");
+    for (std::string line; std::getline(log, line);) {
+      ++log_lines_;
+      if (!line.empty()) remember(line);
     }
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(dir_ / "held", ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      const auto name = it->path().filename().string();
+      if (it->path().extension() != ".json") continue;
+      int slot = 0;
+      if (std::sscanf(name.c_str(), "%d.json", &slot) != 1) continue;
+      if (auto record = read_held(it->path(), slot)) {
+        // Reported at start-up, so never run again, even after more restarts.
+        const auto key = identity_key(record->identity);
+        if (!taken_.contains(key)) {
+          remember(key);
+          newly_taken.push_back(key);
+        }
+        held.push_back(std::move(*record));
+      }
+    }
+  }
+  for (const auto& key : newly_taken) {
+    if (auto appended = append_taken(key); !appended) spdlog::warn("{}", appended.error().message);
   }
   return held;
 }
@@ -155,9 +165,13 @@ void TaskJournal::remember(const std::string& key) {
 }
 
 Result<void> TaskJournal::hold(int slot, const TaskIdentity& identity, const std::string& cookie) {
-  const std::lock_guard lock(mutex_);
   const auto key = identity_key(identity);
-  remember(key);
+  {
+    const std::lock_guard lock(mutex_);
+    remember(key);
+  }
+  // The writes and their syncs hold no lock claim() needs: the event loop never waits on a
+  // disk. The held record is the slot's own file; taken.log appends are serialised below.
   std::error_code ec;
   fs::create_directories(dir_ / "held", ec);
   if (ec)
@@ -171,6 +185,7 @@ Result<void> TaskJournal::hold(int slot, const TaskIdentity& identity, const std
                     {"taken_at", utc_now()}};
   if (auto written = write_file_atomically(held_file(slot), record.dump() + "\n"); !written)
     return written.error();
+  const std::lock_guard log_lock(log_mutex_);
   return append_taken(key);
 }
 
@@ -178,10 +193,15 @@ Result<void> TaskJournal::append_taken(const std::string& key) {
   // The log only grows by appends; once it holds twice what is remembered it is rewritten.
   if (log_lines_ >= 2 * remember_) {
     std::string kept;
-    for (const auto& line : order_) kept += line + "\n";
+    std::size_t lines = 0;
+    {
+      const std::lock_guard lock(mutex_);
+      for (const auto& line : order_) kept += line + "\n";
+      lines = order_.size();
+    }
     if (auto written = write_file_atomically(dir_ / "taken.log", kept); !written)
       return written.error();
-    log_lines_ = order_.size();
+    log_lines_ = lines;
     return {};
   }
   const auto path = dir_ / "taken.log";
@@ -198,8 +218,7 @@ Result<void> TaskJournal::append_taken(const std::string& key) {
 }
 
 void TaskJournal::release(int slot) {
-  const std::lock_guard lock(mutex_);
-  std::error_code ec;
+  std::error_code ec;  // the slot's own file: no lock needed
   fs::remove(held_file(slot), ec);
   if (ec) spdlog::warn("cannot remove {}: {}", held_file(slot).string(), ec.message());
 }

@@ -9,6 +9,7 @@
 //                     out again (even after a restart) is recognised and not run twice.
 // Thread-safe: the daemon calls it from its spool thread and its event loop.
 
+#include <chrono>
 #include <cstddef>
 #include <deque>
 #include <filesystem>
@@ -33,9 +34,6 @@ struct HeldTask {
   std::string taken_at;  // UTC, ISO 8601
 };
 
-// "id:<text>" or "attempt:<text>": one task's identity as the backend counts it.
-std::string identity_key(const TaskIdentity& identity);
-
 // The identity key of a result payload (its top-level "id" or "attempt"), if it has one.
 std::optional<std::string> payload_identity_key(std::string_view payload);
 
@@ -48,8 +46,10 @@ class TaskJournal {
   TaskJournal& operator=(const TaskJournal&) = delete;
 
   // Locks the journal for this process (flock on {dir}/lock, held until exit): two agents
-  // on one work folder would take each other's running tasks for crashed ones.
-  Result<void> lock();
+  // on one work folder would take each other's running tasks for crashed ones. Waits up to
+  // `patience` for a holder to let go: a killed agent's child between fork and exec holds
+  // the lock until its exec, a moment after the agent is gone.
+  Result<void> lock(std::chrono::milliseconds patience = std::chrono::seconds(5));
   // Reads taken.log and returns the tasks held when the previous run stopped; the records
   // stay until release() (a crash during recovery finds them again).
   std::vector<HeldTask> open();
@@ -65,10 +65,13 @@ class TaskJournal {
  private:
   [[nodiscard]] std::filesystem::path held_file(int slot) const;
   void remember(const std::string& key);              // caller holds mutex_
-  Result<void> append_taken(const std::string& key);  // caller holds mutex_
+  Result<void> append_taken(const std::string& key);  // caller holds log_mutex_, not mutex_
 
   std::filesystem::path dir_;
   std::size_t remember_;
+  // Lock order: log_mutex_ before mutex_. mutex_ guards the identities in memory and is
+  // never held across a disk write, so claim() on the event loop does not wait on a sync.
+  std::mutex log_mutex_;  // taken.log and log_lines_
   mutable std::mutex mutex_;
   std::deque<std::string> order_;          // oldest first
   std::unordered_set<std::string> taken_;  // the same keys, for lookup

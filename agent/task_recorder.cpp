@@ -68,6 +68,25 @@ Event TaskRecorder::stop_section_event(const char* type, const Section& section,
   return event;
 }
 
+Event TaskRecorder::open_section(Section& section, const char* type, NewRecord record) {
+  section.seq = sequence_.take();
+  section.start = std::chrono::system_clock::now();
+  section.open = true;
+  if (layout_) section.testname = layout_->add_record(std::move(record));
+  Event event = section_event("start_section", type, section, section.name, section.name);
+  event.starttime = format_event_time(section.start);
+  if (layout_) event.logfile = layout_->log_path(section.testname).string();
+  return event;
+}
+
+void TaskRecorder::append_section_log(Section& section, std::string_view line) {
+  if (!layout_) return;
+  std::string text(line);
+  if (text.empty() || text.back() != '\n') text.push_back('\n');
+  section.log_bytes += text.size();
+  layout_->append_log(section.testname.empty() ? section.name : section.testname, text);
+}
+
 void TaskRecorder::publish(const Event& event) const {
   if (events_ == nullptr) return;
   // After the writes asked for so far: an event never names a file that is not there yet.
@@ -103,39 +122,30 @@ void TaskRecorder::start_task_locked(const std::string& name) {
   publish(event);
 }
 
-TaskRecorder::Section& TaskRecorder::phase_section(Phase phase) { return phases_[phase]; }
+TaskRecorder::Section& TaskRecorder::phase_section(Phase phase) {
+  Section& section = phases_[phase];
+  if (section.name.empty()) section.name = to_string(phase);
+  return section;
+}
 
 void TaskRecorder::start_phase(Phase phase, std::optional<nlohmann::json> test_input, std::vector<LayoutLink> links) {
   std::lock_guard lock(mutex_);
   Section& section = phase_section(phase);
   section = Section{};
-  section.seq = sequence_.take();
-  section.start = std::chrono::system_clock::now();
-  section.open = true;
-  if (layout_) {
-    NewRecord record;
-    record.name = to_string(phase);
-    record.phase = true;
-    record.status = RecordStatus::in_process;
-    record.test_input = std::move(test_input);
-    record.links = std::move(links);
-    record.summary = std::string(to_string(phase)) + ": running\n";
-    section.testname = layout_->add_record(std::move(record));
-  }
-  Event event = section_event("start_section", "phase", section, to_string(phase), to_string(phase));
-  event.starttime = format_event_time(section.start);
-  if (layout_) event.logfile = layout_->log_path(section.testname).string();
-  publish(event);
+  section.name = to_string(phase);
+  NewRecord record;
+  record.name = section.name;
+  record.phase = true;
+  record.status = RecordStatus::in_process;
+  record.test_input = std::move(test_input);
+  record.links = std::move(links);
+  record.summary = section.name + ": running\n";
+  publish(open_section(section, "phase", std::move(record)));
 }
 
 void TaskRecorder::phase_log(Phase phase, std::string_view line) {
   std::lock_guard lock(mutex_);
-  if (!layout_) return;
-  std::string text(line);
-  if (text.empty() || text.back() != '\n') text.push_back('\n');
-  Section& section = phase_section(phase);
-  section.log_bytes += text.size();
-  layout_->append_log(section.testname.empty() ? to_string(phase) : section.testname, text);
+  append_section_log(phase_section(phase), line);
 }
 
 std::optional<fs::path> TaskRecorder::phase_log_file(Phase phase) const {
@@ -245,36 +255,25 @@ std::size_t TaskRecorder::add_cases(const fs::path& report_file, const Report& r
 std::size_t TaskRecorder::start_step(const std::string& name, std::optional<nlohmann::json> test_input) {
   std::lock_guard lock(mutex_);
   Section section;
-  section.seq = sequence_.take();
-  section.start = std::chrono::system_clock::now();
-  section.open = true;
-  if (layout_) {
-    NewRecord record;
-    record.name = name;
-    record.title = name;
-    record.status = RecordStatus::in_process;
-    record.test_input = std::move(test_input);
-    record.summary = name + ": running\n";
-    section.testname = layout_->add_record(std::move(record));
-  }
+  section.name = name;
+  NewRecord record;
+  record.name = name;
+  record.title = name;
+  record.status = RecordStatus::in_process;
+  record.test_input = std::move(test_input);
+  record.summary = name + ": running\n";
+  Event event = open_section(section, "testcase", std::move(record));
+  if (layout_) event.id = section.testname;  // unique, where two steps may share a name
   const Section& service = phase_section(Phase::service);
-  Event event = section_event("start_section", "testcase", section, layout_ ? section.testname : name, name);
   if (service.seq != 0) event.parent_seq_num = service.seq;
-  event.starttime = format_event_time(section.start);
-  if (layout_) event.logfile = layout_->log_path(section.testname).string();
   publish(event);
   steps_.push_back(std::move(section));
-  step_names_.push_back(name);
   return steps_.size() - 1;
 }
 
 void TaskRecorder::step_log(std::size_t step, std::string_view line) {
   std::lock_guard lock(mutex_);
-  if (!layout_ || step >= steps_.size()) return;
-  std::string text(line);
-  if (text.empty() || text.back() != '\n') text.push_back('\n');
-  steps_[step].log_bytes += text.size();
-  layout_->append_log(steps_[step].testname, text);
+  if (step < steps_.size()) append_section_log(steps_[step], line);
 }
 
 void TaskRecorder::end_step(std::size_t step, RecordStatus status, const std::string& summary,
@@ -285,8 +284,8 @@ void TaskRecorder::end_step(std::size_t step, RecordStatus status, const std::st
   section.open = false;
   if (layout_) layout_->finish_record(section.testname, status, summary, output);
   phase_section(Phase::service).children.push_back(result);
-  const std::string& name = step_names_[step];
-  Event event = stop_section_event("testcase", section, layout_ ? section.testname : name, name, result);
+  Event event =
+      stop_section_event("testcase", section, layout_ ? section.testname : section.name, section.name, result);
   const Section& service = phase_section(Phase::service);
   if (service.seq != 0) event.parent_seq_num = service.seq;
   if (layout_) {

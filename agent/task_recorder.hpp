@@ -95,6 +95,7 @@ class TaskRecorder {
  private:
   struct Section {
     std::uint64_t seq = 0;
+    std::string name;      // the phase's or step's name
     std::string testname;  // its record's, when the layout is on
     std::chrono::system_clock::time_point start;
     std::vector<SectionResult> children;
@@ -106,6 +107,11 @@ class TaskRecorder {
   // A stop_section of `section` now, with its times, result and (layout on) log file.
   Event stop_section_event(const char* type, const Section& section, const std::string& id, const std::string& name,
                            SectionResult result) const;
+  // Opens `section` now: its sequence number, start time and, layout on, `record`; returns
+  // its start_section event of `type` (id and name: the section's name; parent: the task).
+  Event open_section(Section& section, const char* type, NewRecord record);
+  // Appends `line` (with a newline when it has none) to the section's log.txt.
+  void append_section_log(Section& section, std::string_view line);
   void publish(const Event& event) const;
   Section& phase_section(Phase phase);
   void start_task_locked(const std::string& name);
@@ -118,8 +124,7 @@ class TaskRecorder {
   mutable std::mutex mutex_;
   Section task_;
   std::map<Phase, Section> phases_;
-  std::vector<Section> steps_;
-  std::vector<std::string> step_names_;  // by step handle
+  std::vector<Section> steps_;  // by step handle
   struct Recorded {
     std::string testname;  // empty when the layout is off
     CaseStatus status;

@@ -5,8 +5,9 @@
 
 #include <cerrno>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
+
+#include "common/text.hpp"
 
 namespace proctor {
 
@@ -46,35 +47,10 @@ Result<void> copy_tree(const fs::path& from, const fs::path& to) {
   return {};
 }
 
-namespace {
-
-// FNV-1a, 64 bits: stable across builds and runs, unlike std::hash.
-uint64_t fnv1a(std::string_view text, uint64_t hash = 0xcbf29ce484222325ULL) {
-  for (const char c : text) {
-    hash ^= static_cast<unsigned char>(c);
-    hash *= 0x100000001b3ULL;
-  }
-  return hash;
-}
-
-std::string hex128(uint64_t high, uint64_t low) {
-  char text[40];
-  std::snprintf(text, sizeof text, "%016llx%016llx", static_cast<unsigned long long>(high),
-                static_cast<unsigned long long>(low));
-  return text;
-}
-
-}  // namespace
-
-std::string stable_digest(std::string_view text) {
-  return hex128(fnv1a(text), fnv1a(text, 0x84222325cbf29ce4ULL));
-}
-
 std::string process_cookie(const fs::path& slot_dir, const TaskIdentity& identity) {
-  const std::string key = (identity.dialect == Dialect::nested ? "attempt:" : "id:") + identity.value.dump();
   std::string folder = slot_dir.lexically_normal().string();
   while (folder.size() > 1 && folder.back() == '/') folder.pop_back();
-  return hex128(fnv1a(folder), fnv1a(key));
+  return fnv1a_hex(folder) + fnv1a_hex(identity_key(identity));
 }
 
 Result<void> write_file_atomically(const fs::path& path, std::string_view content, Durability durability) {

@@ -34,10 +34,6 @@ class SlotWorkspace {
   std::filesystem::path root_;
 };
 
-// 32 hex digits that depend only on `text` (FNV-1a, twice, differently seeded): the same
-// in every build and run, for names a restarted agent must compute again. Not secret.
-std::string stable_digest(std::string_view text);
-
 // The cookie that marks the processes of `identity`'s run in the slot at `slot_dir`
 // (ProcessSpec::cookie): derived, not random, so a restarted agent finds the same one.
 std::string process_cookie(const std::filesystem::path& slot_dir, const TaskIdentity& identity);

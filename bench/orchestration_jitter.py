@@ -14,6 +14,7 @@ usage: orchestration_jitter.py BUILD_DIR [--runs 300] [--interval 0.1]"""
 
 import argparse
 import json
+import math
 import pathlib
 import statistics
 import subprocess
@@ -22,9 +23,10 @@ import time
 
 
 def percentile(values, q):
+    """The nearest-rank percentile: the smallest value with at least q of them at or below it."""
     ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, int(-(-q * len(ordered) // 1)) - 1))
-    return ordered[index]
+    rank = math.ceil(q * len(ordered))
+    return ordered[min(max(rank, 1), len(ordered)) - 1]
 
 
 def describe(name, delays_ms):

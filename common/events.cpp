@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_bounded.hpp"
 #include "common/text.hpp"
 
 namespace proctor {
@@ -64,14 +65,8 @@ void append_count(std::string& out, const char* key, std::uint64_t value) {
 // Reads one event straight from nlohmann's SAX events into an Event: no JSON tree is
 // built, which made parsing several times faster (bench/bench_events). The first problem
 // stops the parse: a syntax error, or a known field of the wrong type (its message kept).
-class EventReader {
+class EventReader : public JsonSaxTypes {
  public:
-  using number_integer_t = json::number_integer_t;
-  using number_unsigned_t = json::number_unsigned_t;
-  using number_float_t = json::number_float_t;
-  using string_t = json::string_t;
-  using binary_t = json::binary_t;
-
   bool null() { return scalar(Value::of("null")); }
   bool boolean(bool /*value*/) { return scalar(Value::of("a boolean")); }
   bool number_integer(number_integer_t value) {

@@ -94,7 +94,8 @@ LayoutChanges LayoutFollower::scan(bool final) {
   for (auto& [name, followed] : records_) {
     const bool listed =
         std::any_of(tests->records.begin(), tests->records.end(),
-                    [&](const LayoutRecord& record) { return record.testname == name; });
+                    // `name` by reference explicitly: clang 14 cannot capture a structured binding.
+                    [&record_name = name](const LayoutRecord& record) { return record.testname == record_name; });
     if (followed.listed && !listed) {
       problem(name,
               "the record '" + name +

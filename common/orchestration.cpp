@@ -232,11 +232,6 @@ std::vector<std::string> OrchestrationDescription::event_labels() const {
   return labels;
 }
 
-bool is_plain_name(std::string_view name) {
-  return !name.empty() && name.size() <= 200 && name != "." && name != ".." &&
-         name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
-}
-
 DescriptionCheck check_orchestration(std::string_view json_text, std::string_view file_stem) {
   DescriptionCheck check;
   if (json_text.size() > kMaxDescriptionBytes) {
@@ -251,12 +246,9 @@ DescriptionCheck check_orchestration(std::string_view json_text, std::string_vie
   json root;
   try {
     bool too_deep = false;
-    const json::parser_callback_t keep = [&too_deep](int depth, json::parse_event_t, json&) {
-      if (depth > kMaxJsonNesting) too_deep = true;
-      return depth <= kMaxJsonNesting;
-    };
     // Comments allowed: the seed documents its format with // comments in the JSON itself.
-    root = json::parse(json_text, keep, /*allow_exceptions=*/true, /*ignore_comments=*/true);
+    // Exceptions on: their message says where the text stops being JSON.
+    root = json::parse(json_text, depth_limit(too_deep), /*allow_exceptions=*/true, /*ignore_comments=*/true);
     if (too_deep) {
       check.errors.push_back("the description nests deeper than " +
                              std::to_string(kMaxJsonNesting) + " levels");

@@ -64,8 +64,4 @@ DescriptionCheck check_orchestration(std::string_view json_text, std::string_vie
 Result<OrchestrationDescription> parse_orchestration(std::string_view json_text,
                                                      std::string_view file_stem);
 
-// True for a name that can be a file and folder name: not empty, no '/', not "." or "..",
-// no NUL, at most 200 bytes.
-bool is_plain_name(std::string_view name);
-
 }  // namespace proctor

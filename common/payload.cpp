@@ -75,7 +75,7 @@ class WireWriter {
       integer(to_millis(seconds));
     } else {
       buffer_.push_back('"');
-      buffer_ += seconds_text(seconds);
+      buffer_ += three_decimals(seconds);
       buffer_.push_back('"');
     }
   }

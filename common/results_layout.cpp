@@ -268,7 +268,7 @@ CaseRecordContent case_record(const TestSuite& suite, const TestCase& test_case)
   record.name = test_case.classname.empty() ? test_case.name : test_case.classname + "." + test_case.name;
   record.status = record_status_of(test_case.status);
 
-  record.summary = std::string(to_string(test_case.status)) + " in " + seconds_text(test_case.time) + " s";
+  record.summary = std::string(to_string(test_case.status)) + " in " + three_decimals(test_case.time) + " s";
   if (const CaseOutcome* worst = worst_outcome(test_case)) {
     const std::string& why = worst->message.empty() ? worst->type : worst->message;
     if (!why.empty()) {

@@ -107,10 +107,7 @@ Schedule::Step Schedule::advance(ScheduleTime now) {
       }
     }
   }
-  if (phase_ == SchedulePhase::stopping && !any_running()) {
-    phase_ = SchedulePhase::teardown;
-    teardown_at_ = now;
-  }
+  settle(now);
   if (phase_ == SchedulePhase::teardown && !teardown_started_ && teardown_at_ &&
       now >= *teardown_at_) {
     teardown_started_ = true;
@@ -126,13 +123,16 @@ Schedule::Step Schedule::advance(ScheduleTime now) {
       }
     }
   }
-  if (phase_ == SchedulePhase::teardown && teardown_started_ && !any_running())
-    phase_ = SchedulePhase::done;
+  settle(now);
   return step;
 }
 
 void Schedule::finished(std::size_t event, ScheduleTime now) {
   state_.at(event).running = false;
+  settle(now);
+}
+
+void Schedule::settle(ScheduleTime now) {
   if (any_running()) return;
   if (phase_ == SchedulePhase::stopping) {
     phase_ = SchedulePhase::teardown;

@@ -108,6 +108,8 @@ class Schedule {
   };
   [[nodiscard]] ScheduleTime tick_time(const EventState& state, std::uint64_t k) const;
   [[nodiscard]] bool any_running() const;
+  // With nothing running: stopping becomes teardown (due now), a started teardown done.
+  void settle(ScheduleTime now);
   PlannedRun plan(std::size_t event, RunKind kind, ScheduleTime planned, std::uint64_t count = 1);
 
   std::vector<EventState> state_;

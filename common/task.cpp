@@ -40,14 +40,8 @@ std::optional<TaskIdentity> find_identity(const json& object, std::string* why) 
 // (the same rule: no value or key inside more than kMaxJsonNesting containers) and where
 // it stops being JSON. It reads on past the nesting bound, holding only a counter, so an
 // identity after a deep part is still found; the caller bounds the text's size.
-class TaskScan {
+class TaskScan : public JsonSaxTypes {
  public:
-  using number_integer_t = json::number_integer_t;
-  using number_unsigned_t = json::number_unsigned_t;
-  using number_float_t = json::number_float_t;
-  using string_t = json::string_t;
-  using binary_t = json::binary_t;
-
   // `truncated`: the text is the start of a longer one, so a number it ends with may be cut.
   explicit TaskScan(bool truncated) : truncated_(truncated) {}
 
@@ -257,6 +251,10 @@ Result<Task> task_from_object(const json& object) {
 std::string TaskIdentity::text() const {
   if (value.is_string()) return value.get<std::string>();
   return value.dump();
+}
+
+std::string identity_key(const TaskIdentity& identity) {
+  return (identity.dialect == Dialect::nested ? "attempt:" : "id:") + identity.value.dump();
 }
 
 Result<Task> parse_task(std::string_view json_text) {

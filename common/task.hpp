@@ -27,6 +27,9 @@ struct TaskIdentity {
   [[nodiscard]] std::string text() const;
 };
 
+// "id:<json>" or "attempt:<json>": one task's identity as the backend counts it.
+std::string identity_key(const TaskIdentity& identity);
+
 struct Task {
   TaskIdentity identity;
   std::string repository_url;

@@ -261,11 +261,39 @@ std::string safe_folder_name(std::string_view text) {
   return out;
 }
 
-std::string seconds_text(double seconds) {
+std::string three_decimals(double value) {
   char buffer[64];
-  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, seconds, std::chars_format::fixed, 3);
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value, std::chars_format::fixed, 3);
   if (ec != std::errc()) return "0.000";
   return std::string(buffer, end);
+}
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+  char buffer[64];
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, static_cast<double>(ms.count()) / 1000.0);
+  if (ec != std::errc()) return "0";
+  return std::string(buffer, end);
+}
+
+bool is_plain_name(std::string_view name) {
+  return !name.empty() && name.size() <= 200 && name != "." && name != ".." &&
+         name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
+}
+
+std::string fnv1a_hex(std::string_view text, std::uint64_t basis) {
+  std::uint64_t hash = basis;
+  for (const char c : text) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 0x100000001b3ULL;
+  }
+  constexpr std::string_view kDigits = "0123456789abcdef";
+  std::string hex(16, '0');
+  for (auto it = hex.rbegin(); it != hex.rend(); ++it, hash >>= 4U) *it = kDigits[hash & 0xfU];
+  return hex;
+}
+
+std::string stable_digest(std::string_view text) {
+  return fnv1a_hex(text) + fnv1a_hex(text, 0x84222325cbf29ce4ULL);
 }
 
 }  // namespace proctor

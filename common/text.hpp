@@ -3,14 +3,30 @@
 
 #include <cstddef>
 #include <optional>
+#include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace proctor {
 
-// Seconds with three decimals, locale independent ("15.866").
-std::string seconds_text(double seconds);
+// True for a name that can be a file and folder name: not empty, no '/', not "." or "..",
+// no NUL, at most 200 bytes.
+bool is_plain_name(std::string_view name);
+
+// 64-bit FNV-1a of `text` as 16 hex digits: stable across builds and runs, unlike
+// std::hash. Another `basis` gives another, independent digest.
+std::string fnv1a_hex(std::string_view text, std::uint64_t basis = 0xcbf29ce484222325ULL);
+
+// A 128-bit digest of `text` as 32 hex digits (two FNV-1a): names and keys, not security.
+std::string stable_digest(std::string_view text);
+
+// A number with three decimals, locale independent ("15.866").
+std::string three_decimals(double value);
+
+// Seconds in the shortest form that is exact to the millisecond ("1.5", "30").
+std::string seconds_text(std::chrono::milliseconds ms);
 
 // True when `text` is valid UTF-8 (NUL included); the all-ASCII case costs one fast scan.
 bool is_valid_utf8(std::string_view text);

@@ -5,21 +5,14 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <string_view>
 #include <vector>
 
 #include "common/orchestration.hpp"
 #include "common/schedule.hpp"
+#include "fuzz/fuzz_check.hpp"
 
-namespace {
-
-// Stops the run as a crash would, so that libFuzzer keeps the input.
-void check(bool holds) {
-  if (!holds) std::abort();
-}
-
-}  // namespace
+using proctor::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

@@ -3,19 +3,12 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <string_view>
 
 #include "common/service_spec.hpp"
+#include "fuzz/fuzz_check.hpp"
 
-namespace {
-
-// Stops the run as a crash would, so that libFuzzer keeps the input.
-void check(bool holds) {
-  if (!holds) std::abort();
-}
-
-}  // namespace
+using proctor::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view yaml(reinterpret_cast<const char*>(data), size);

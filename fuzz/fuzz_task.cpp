@@ -3,20 +3,13 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <string_view>
 #include <variant>
 
 #include "common/task.hpp"
+#include "fuzz/fuzz_check.hpp"
 
-namespace {
-
-// Stops the run as a crash would, so that libFuzzer keeps the input.
-void check(bool holds) {
-  if (!holds) std::abort();
-}
-
-}  // namespace
+using proctor::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

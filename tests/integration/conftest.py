@@ -4,10 +4,10 @@ repositories and real pytest services, all made inside the test's tmp_path."""
 import json
 import os
 import pathlib
-import shutil
 import signal
 import subprocess
 import textwrap
+import time
 import urllib.request
 
 import pytest
@@ -166,6 +166,21 @@ def wait_for_line(stream, needle, limit=2000):
         if needle in line:
             return lines
     raise AssertionError(f"{needle!r} never appeared in:\n{''.join(lines)}")
+
+
+def wait_until(condition, *, timeout=30, what="the condition"):
+    """Polls `condition` every 50 ms until it returns something truthy, and returns that;
+    raises AssertionError naming `what` (a text, or a callable giving one) after `timeout`
+    seconds. `condition` may itself raise to fail at once (a process that died, say)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            described = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {described}")
+        time.sleep(0.05)  # between polls of the condition
 
 
 def processes_with(marker):

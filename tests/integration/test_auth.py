@@ -11,13 +11,11 @@ import signal
 import socket
 import subprocess
 import threading
-import time
-import urllib.request
 import uuid
 
 import pytest
 
-from conftest import RUNNER, runner_args
+from conftest import RUNNER, runner_args, wait_until
 
 PROBE_SERVICE_YAML = """
     cmd: /usr/bin/python3 probe.py ${junit_xml}
@@ -36,18 +34,6 @@ PROBE_SERVICE_FILES = {
             junit.write("<testsuite name='probe'><testcase classname='tests.probe' name='ok'/></testsuite>")
         """,
 }
-
-
-def wait_until(condition, what, timeout=30):
-    """Polls `condition` until it returns something truthy; fails naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class RecordingProxy:
@@ -119,7 +105,7 @@ class Agent:
         return self.stderr_path.read_text(errors="replace")
 
     def wait_for_log(self, needle, timeout=30):
-        return wait_until(lambda: needle in self.log(), f"{needle!r} in the agent's log", timeout)
+        return wait_until(lambda: needle in self.log(), timeout=timeout, what=f"{needle!r} in the agent's log")
 
     def stop(self, timeout=30):
         if self.proc.poll() is None:
@@ -155,14 +141,6 @@ def agent_logins(b):
     return [r for r in requests_to(b, "/api/v1/login") if r["runner_id"] is not None]
 
 
-def login_directly(b, user, password):
-    request = urllib.request.Request(b.url + "/api/v1/login", method="POST",
-                                     data=json.dumps({"username": user, "password": password}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return json.loads(answer.read())
-
-
 def queue_probe_task(b, repo, task_id):
     b.post("/admin/tasks", [{"id": task_id, "repositoryUrl": f"file://{repo}"}])
 
@@ -187,7 +165,7 @@ def test_slots_share_one_login(tmp_path, backend, make_repo, make_service, start
 
     for n in range(6):
         queue_probe_task(b, repo, f"shared-{n}")
-    wait_until(lambda: len(b.results()) == 6, "six results")
+    wait_until(lambda: len(b.results()) == 6, what="six results")
     assert agent.stop() == 0
 
     assert len(agent_logins(b)) == 1
@@ -202,11 +180,11 @@ def test_tokens_are_refreshed_before_they_expire(tmp_path, backend, make_repo, m
                         env={"RUNNER_PASSWORD": "pw"})
 
     queue_probe_task(b, repo, "before")
-    wait_until(lambda: delivered(b, "before"), "the first result")
+    wait_until(lambda: delivered(b, "before"), what="the first result")
     # Three 4 s lifetimes: each token is refreshed at half of it, before it runs out.
-    wait_until(lambda: len(requests_to(b, "/api/v1/auth/refresh", status=200)) >= 3, "three refreshes", timeout=60)
+    wait_until(lambda: len(requests_to(b, "/api/v1/auth/refresh", status=200)) >= 3, timeout=60, what="three refreshes")
     queue_probe_task(b, repo, "after")
-    wait_until(lambda: delivered(b, "after"), "the result after the refreshes")
+    wait_until(lambda: delivered(b, "after"), what="the result after the refreshes")
     assert agent.stop() == 0
 
     assert len(agent_logins(b)) == 1  # refreshed, never logged in again
@@ -220,14 +198,15 @@ def test_a_refresh_invalidated_by_another_login_falls_back_to_a_login(tmp_path, 
     b = backend([], "--auth", "runner:pw", "--token-ttl", "4")
     agent = start_agent("--backend-url", b.url, "--auth", "--login", "runner", "--service", str(service),
                         env={"RUNNER_PASSWORD": "pw"})
-    wait_until(lambda: agent_logins(b), "the agent's login")
+    wait_until(lambda: agent_logins(b), what="the agent's login")
 
-    login_directly(b, "runner", "pw")  # the same account elsewhere: the agent's refresh token dies
+    # The same account logs in elsewhere: the agent's refresh token dies.
+    b.post("/api/v1/login", {"username": "runner", "password": "pw"})
 
-    wait_until(lambda: requests_to(b, "/api/v1/auth/refresh", status=401), "the agent's refused refresh")
-    wait_until(lambda: len(agent_logins(b)) == 2, "the agent's second login")
+    wait_until(lambda: requests_to(b, "/api/v1/auth/refresh", status=401), what="the agent's refused refresh")
+    wait_until(lambda: len(agent_logins(b)) == 2, what="the agent's second login")
     queue_probe_task(b, repo, "after-relogin")
-    wait_until(lambda: delivered(b, "after-relogin"), "the result")
+    wait_until(lambda: delivered(b, "after-relogin"), what="the result")
     assert agent.stop() == 0
     assert "refreshing the access token of 'runner' failed (HTTP 401); logging in again" in agent.log()
 
@@ -240,7 +219,7 @@ def test_a_401_logs_in_again_and_retries_the_call_once(tmp_path, backend, make_r
     agent = start_agent("--backend-url", b.url, "--auth", "--login", "runner", "--service", str(service),
                         env={"RUNNER_PASSWORD": "pw"})
 
-    wait_until(lambda: delivered(b, "retried"), "the result")
+    wait_until(lambda: delivered(b, "retried"), what="the result")
     assert agent.stop() == 0
 
     assert len(agent_logins(b)) == 3  # the first, then one per refused call
@@ -255,7 +234,7 @@ def test_an_account_without_the_runner_role_is_told_plainly_and_keeps_polling(tm
                         env={"RUNNER_PASSWORD": "pw"})
 
     agent.wait_for_log("the account 'viewer' lacks the role for /api/task/available (403); check the account's role")
-    wait_until(lambda: len(requests_to(b, "/api/task/available", status=403)) >= 2, "a second poll after the 403")
+    wait_until(lambda: len(requests_to(b, "/api/task/available", status=403)) >= 2, what="a second poll after the 403")
     assert agent.proc.poll() is None  # still running
     assert agent.stop(timeout=15) == 0
     assert len(agent_logins(b)) == 1  # a 403 is no reason to log in again
@@ -269,7 +248,7 @@ def test_request_timeout_bounds_a_backend_call(tmp_path, backend, make_repo, mak
 
     agent.wait_for_log("timed out", timeout=15)  # long before the 20 s answer would come
     queue_probe_task(b, repo, "after-timeout")
-    wait_until(lambda: delivered(b, "after-timeout"), "the result")
+    wait_until(lambda: delivered(b, "after-timeout"), what="the result")
     assert agent.stop() == 0
 
 
@@ -307,7 +286,7 @@ def test_no_password_or_token_anywhere(tmp_path, backend, make_repo, make_servic
     try:
         agent = start_agent(*args, env=env)
         wait_until(lambda: log_file.exists() and "events at" in log_file.read_text(errors="replace"),
-                   "the event stream")
+                   what="the event stream")
         events_path = tmp_path / "events.jsonl"
         subscriber = subprocess.Popen([str(RUNNER), "subscribe", "--socket", str(tmp_path / "work" / "events.sock")],
                                       stdout=open(events_path, "wb"), stderr=subprocess.STDOUT)
@@ -316,17 +295,18 @@ def test_no_password_or_token_anywhere(tmp_path, backend, make_repo, make_servic
         # Tasks until the subscriber has seen one whole (it may attach after the first began).
         for attempt in range(5):
             queue_probe_task(b, repo, f"secret-check-{attempt}")
-            wait_until(lambda a=attempt: delivered(b, f"secret-check-{a}"), "the result")
+            wait_until(lambda a=attempt: delivered(b, f"secret-check-{a}"), what="the result")
             try:
                 wait_until(lambda a=attempt: f'"secret-check-{a}"' in events_path.read_text(errors="replace") and
-                           '"stop_task"' in events_path.read_text(errors="replace"), "the task's events", timeout=5)
+                           '"stop_task"' in events_path.read_text(errors="replace"),
+                           timeout=5, what="the task's events")
                 break
             except AssertionError:
                 continue
         else:
             raise AssertionError("the subscriber never saw a task")
         # At least one refresh, so that more than the first tokens are looked for.
-        wait_until(lambda: requests_to(b, "/api/v1/auth/refresh", status=200), "a token refresh", timeout=60)
+        wait_until(lambda: requests_to(b, "/api/v1/auth/refresh", status=200), timeout=60, what="a token refresh")
         assert agent.stop() == 0
         subscriber.wait(timeout=30)
     finally:
@@ -395,6 +375,6 @@ def test_password_file_from_the_environment_wins_over_the_config_files_password(
     agent = start_agent("--backend-url", b.url, "--config", str(config), "--service", "/nonexistent",
                         env={"RUNNER_PASSWORD_FILE": str(password_file(tmp_path, "right"))})
 
-    wait_until(lambda: agent_logins(b), "the agent's login")
+    wait_until(lambda: agent_logins(b), what="the agent's login")
     assert agent.stop() == 0
     assert [r["status"] for r in agent_logins(b)] == [200]

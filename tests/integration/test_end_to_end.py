@@ -6,7 +6,7 @@ import signal
 import uuid
 
 from conftest import (PYTEST_SERVICE_FILES, PYTEST_SERVICE_YAML, PYTHON_SUBMISSION_BUGGY, PYTHON_SUBMISSION_GOOD,
-                      wait_for_line)
+                      wait_for_line, wait_until)
 
 
 def test_passing_task_flat_dialect(backend, make_repo, make_service, run_runner):
@@ -130,9 +130,14 @@ def test_every_no_task_answer_keeps_the_agent_polling(backend, make_repo, make_s
     for mode in ("unavailable", "204", "404", "empty"):
         b = backend([], "--empty-answer", mode)
         runner = start_runner("--backend-url", b.url, "--once", "--service", str(service))
-        # Wait until the agent has polled and been told "no task" at least twice.
-        while sum(r["method"] == "GET" for r in b.get("/admin/requests")) < 2:
+
+        def polled_twice():
             assert runner.poll() is None, runner.stderr.read()
+            # The agent's polls, not this test's own reads of the request log.
+            return sum(r["method"] == "GET" and r["target"].startswith("/api/")
+                       for r in b.get("/admin/requests")) >= 2
+
+        wait_until(polled_twice, what=f"the agent to be told 'no task' ({mode}) at least twice")
         b.post("/admin/tasks", {"id": mode, "repositoryUrl": f"file://{repo}"})
         assert runner.wait(timeout=60) == 0, mode
         assert [r["id"] for r in b.results()] == [mode]

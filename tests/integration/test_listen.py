@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import RUNNER
+from conftest import RUNNER, wait_until
 
 DEADLINE_S = 20
 
@@ -175,10 +175,13 @@ def test_listen_publishes_the_layout_on_the_event_stream(tmp_path, listener):
     results.mkdir()
     sock = tmp_path / "listen.sock"
     run = listener(results, "--events-socket", str(sock))
-    deadline = time.monotonic() + DEADLINE_S
-    while not sock.exists():  # the listener makes its socket before it looks at the folder
-        assert time.monotonic() < deadline and run.proc.poll() is None, "no events socket"
-        time.sleep(0.005)
+
+    def socket_made():
+        assert run.proc.poll() is None, f"the listener ended without an events socket: {run.proc.stderr.read()!r}"
+        return sock.exists()
+
+    # The listener makes its socket before it looks at the folder.
+    wait_until(socket_made, timeout=DEADLINE_S, what="the events socket")
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.connect(str(sock))
     client.settimeout(DEADLINE_S)

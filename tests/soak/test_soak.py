@@ -17,8 +17,10 @@ import sys
 import time
 import uuid
 
+import pytest
+
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "integration"))
-from conftest import BUILD_DIR, MOCK_BACKEND, RUNNER, git, processes_with  # noqa: E402
+from conftest import BUILD_DIR, RUNNER, Backend, git, processes_with, wait_until  # noqa: E402
 
 TASKS = int(os.environ.get("SOAK_TASKS", "1000"))
 SLOTS = 4
@@ -33,29 +35,16 @@ def rss_kib(pid):
     return 0
 
 
-class Mock:
-    def __init__(self, folder):
-        self.results_file = folder / "results.jsonl"
-        self.proc = subprocess.Popen(
-            [str(MOCK_BACKEND), "--port", "0", "--results", str(self.results_file), "--log-level", "warn",
-             "--chaos", CHAOS, "--chaos-seed", "5", "--slow-ms", "1500", "--retry-after", "1",
-             "--task-timeout", "10"],
-            stdout=subprocess.PIPE, stderr=open(folder / "backend.log", "wb"), text=True)
-        self.url = "http://" + self.proc.stdout.readline().split()[-1]
-
-    def call(self, path, body=None):
-        import urllib.request
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method="GET" if body is None else "POST",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return json.loads(answer.read() or b"null")
-
-    def stats(self):
-        return self.call("/admin/stats")
+@pytest.fixture
+def mock(tmp_path):
+    """The mock backend with 20% of the task and result requests faulted; stopped at the end."""
+    backend = Backend(tmp_path, [], ["--log-level", "warn", "--chaos", CHAOS, "--chaos-seed", "5",
+                                     "--slow-ms", "1500", "--retry-after", "1", "--task-timeout", "10"])
+    yield backend
+    backend.stop()
 
 
-def test_soak_1000_tasks_with_faults_and_two_kills(tmp_path):
+def test_soak_1000_tasks_with_faults_and_two_kills(tmp_path, mock):
     marker = uuid.uuid4().int % 900000 + 100000
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -74,9 +63,8 @@ def test_soak_1000_tasks_with_faults_and_two_kills(tmp_path):
         "printf '<testsuite name=\"soak\"><testcase classname=\"tests.soak\" name=\"a\" time=\"0.001\"/>"
         "<testcase classname=\"tests.soak\" name=\"b\" time=\"0.002\"/></testsuite>' > \"$1\"\n")
 
-    mock = Mock(tmp_path)
     ids = [f"soak-{i}" for i in range(TASKS)]
-    mock.call("/admin/tasks", [{"id": task, "repositoryUrl": f"file://{repo}"} for task in ids])
+    mock.post("/admin/tasks", [{"id": task, "repositoryUrl": f"file://{repo}"} for task in ids])
 
     log = open(tmp_path / "runner.log", "ab")
 
@@ -89,29 +77,28 @@ def test_soak_1000_tasks_with_faults_and_two_kills(tmp_path):
             stdout=subprocess.DEVNULL, stderr=log)
 
     def distinct_results():
-        return mock.stats()["distinct_results"]
+        return mock.get("/admin/stats")["distinct_results"]
 
     started = time.monotonic()
     deadline = started + DEADLINE
 
-    def wait_until(condition, what):
-        while not condition():
-            assert time.monotonic() < deadline, f"soak deadline passed waiting for {what}: {mock.stats()}"
-            time.sleep(0.05)  # polling the backend's counters, not standing in for an event
+    def wait_for_results(count, what):
+        wait_until(lambda: distinct_results() >= count, timeout=max(0.0, deadline - time.monotonic()),
+                   what=lambda: f"{what} before the soak deadline passed: {mock.get('/admin/stats')}")
 
     agent = start_agent()
     restarts = 0
     rss_start = rss_end = 0
     try:
         for kill_at in (TASKS * 3 // 10, TASKS * 65 // 100):
-            wait_until(lambda: distinct_results() >= kill_at, f"{kill_at} results")
+            wait_for_results(kill_at, f"{kill_at} results")
             agent.kill()  # SIGKILL, in the middle of whatever it was doing
             agent.wait()
             agent = start_agent()
             restarts += 1
-        wait_until(lambda: distinct_results() >= min(TASKS // 10 + TASKS * 65 // 100, TASKS), "the agent to settle")
+        wait_for_results(min(TASKS // 10 + TASKS * 65 // 100, TASKS), "the agent to settle")
         rss_start = rss_kib(agent.pid)
-        wait_until(lambda: distinct_results() >= TASKS, "every result")
+        wait_for_results(TASKS, "every result")
         rss_end = rss_kib(agent.pid)
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(timeout=30) == 0
@@ -121,7 +108,7 @@ def test_soak_1000_tasks_with_faults_and_two_kills(tmp_path):
             agent.wait()
     elapsed = time.monotonic() - started
 
-    stats = mock.stats()
+    stats = mock.get("/admin/stats")
     recorded = [json.loads(line) for line in mock.results_file.read_text().splitlines()]
     per_id = {}
     for result in recorded:

@@ -37,11 +37,23 @@ class RecordingFetcher final : public Fetcher {
 };
 
 // A ProcessRunner that records specs and lets the test play the service.
+// The value of environment variable `name` in `spec` ("" when unset).
+inline std::string env_of(const ProcessSpec& spec, const std::string& name) {
+  for (const auto& [key, value] : spec.env) {
+    if (key == name) return value;
+  }
+  return {};
+}
+
 class RecordingProcessRunner final : public ProcessRunner {
  public:
+  // Safe to call from several threads at once (an orchestration runs several processes):
+  // only the record is locked, so one run's behaviour never waits on another's.
   ProcessOutcome run(const ProcessSpec& spec, std::stop_token /*cancel*/) override {
-    std::lock_guard lock(mutex);  // an orchestration runs several at once
-    specs.push_back(spec);
+    {
+      std::lock_guard lock(mutex);
+      specs.push_back(spec);
+    }
     ProcessOutcome outcome;
     outcome.started = true;
     outcome.exit_code = 0;
@@ -55,12 +67,7 @@ class RecordingProcessRunner final : public ProcessRunner {
     return outcome;
   }
   // The value of environment variable `name` in the last spec ("" when unset).
-  [[nodiscard]] std::string env(const std::string& name) const {
-    for (const auto& [key, value] : specs.back().env) {
-      if (key == name) return value;
-    }
-    return {};
-  }
+  [[nodiscard]] std::string env(const std::string& name) const { return env_of(specs.back(), name); }
   std::vector<ProcessSpec> specs;
   std::function<void(const ProcessSpec&, ProcessOutcome&)> behaviour;
   std::vector<std::string> lines;  // what every started process "prints", to on_line

@@ -29,6 +29,7 @@
 
 #include "agent/auth_session.hpp"
 #include "agent/backend_client.hpp"
+#include "mock_backend/handler.hpp"
 
 namespace {
 
@@ -42,22 +43,8 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
-std::string base64url(std::string_view bytes) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t bits = 0;
-  int count = 0;
-  for (const unsigned char c : bytes) {
-    bits = (bits << 8) | c;
-    count += 8;
-    while (count >= 6) {
-      count -= 6;
-      out.push_back(kAlphabet[(bits >> count) & 0x3F]);
-    }
-  }
-  if (count > 0) out.push_back(kAlphabet[(bits << (6 - count)) & 0x3F]);
-  return out;
-}
+// The mock backend's encoder: the agent's decoder is tested against an independent one.
+std::string base64url(std::string_view bytes) { return mock::base64url_encode(bytes); }
 
 std::string jwt(const json& claims) {
   return base64url(R"({"alg":"HS256","typ":"JWT"})") + "." + base64url(claims.dump()) + ".c2lnbmF0dXJl";

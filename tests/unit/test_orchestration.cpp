@@ -94,13 +94,6 @@ class RecordingObserver final : public OrchestrationObserver {
   std::mutex mutex_;
 };
 
-std::string env_of(const ProcessSpec& spec, const std::string& name) {
-  for (const auto& [key, value] : spec.env) {
-    if (key == name) return value;
-  }
-  return {};
-}
-
 }  // namespace
 
 TEST_SUITE("orchestration description") {
@@ -366,10 +359,10 @@ TEST_SUITE("orchestrator") {
     }
     REQUIRE(tick != nullptr);
     CHECK(tick->argv.back() == "tick 'first' 't.tick'");
-    CHECK(env_of(*tick, "PROCTOR_RUN") == "tick #1");
-    CHECK(env_of(*tick, "PROCTOR_RUN_KIND") == "startup");
-    CHECK(env_of(*tick, "OT_LABEL") == "first");
-    CHECK(env_of(*tick, "OT_RESULTS_DIR") == "/results");
+    CHECK(test::env_of(*tick, "PROCTOR_RUN") == "tick #1");
+    CHECK(test::env_of(*tick, "PROCTOR_RUN_KIND") == "startup");
+    CHECK(test::env_of(*tick, "OT_LABEL") == "first");
+    CHECK(test::env_of(*tick, "OT_RESULTS_DIR") == "/results");
     CHECK(tick->working_dir == f.dir / "work" / "e0-tick" / "service");
     auto input = read_whole_file(tick->working_dir / "input.json", "input");
     REQUIRE_OK(input);

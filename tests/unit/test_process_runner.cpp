@@ -467,8 +467,13 @@ TEST_CASE("kill_marked_processes kills what carries the cookie (or one below it)
   const pid_t other = spawn_sleep(other_env);
   const pid_t below = spawn_sleep(below_env);
   // The environment is readable once exec is done: wait for the new image, not a time.
+  // Until the child runs /bin/sleep (its environment is the exec'd one then); bounded.
   auto wait_exec = [](pid_t pid) {
-    while (read_text("/proc/" + std::to_string(pid) + "/cmdline").rfind("/bin/sleep", 0) != 0) std::this_thread::yield();
+    const auto give_up_at = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (read_text("/proc/" + std::to_string(pid) + "/cmdline").rfind("/bin/sleep", 0) != 0) {
+      REQUIRE(std::chrono::steady_clock::now() < give_up_at);
+      std::this_thread::yield();
+    }
   };
   wait_exec(marked);
   wait_exec(other);

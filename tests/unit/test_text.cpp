@@ -79,6 +79,14 @@ TEST_SUITE("text") {
     CHECK(join({"a", "b"}, ",") == "a,b");
   }
 
+  TEST_CASE("three_decimals rounds to milliseconds; seconds_text is exact and short") {
+    CHECK(three_decimals(15.8664) == "15.866");
+    CHECK(three_decimals(2.0) == "2.000");
+    CHECK(seconds_text(std::chrono::milliseconds(1500)) == "1.5");
+    CHECK(seconds_text(std::chrono::milliseconds(30000)) == "30");
+    CHECK(seconds_text(std::chrono::milliseconds(1234567)) == "1234.567");
+  }
+
   TEST_CASE("safe_folder_name never escapes a folder") {
     CHECK(safe_folder_name("3fa85f64-5717") == "3fa85f64-5717");
     CHECK(safe_folder_name("../etc/passwd") == ".._etc_passwd");
