@@ -55,6 +55,9 @@ struct Options {
   std::string password = "dora_explorer";  // the reference agent's default; never logged
   std::string password_file;
   std::string config;
+  bool print_config = false;
+  std::string runner_id;
+  std::string metrics_address;
   std::string ca_file;
   bool insecure = false;
   int concurrent = 1;
@@ -216,6 +219,7 @@ int run_daemon(const Options& options) {
   settings.spool_dir = options.spool_dir.empty() ? real.work_dir / "spool" : fs::absolute(options.spool_dir);
   settings.once = options.once;
   settings.backend_origin = url->origin();
+  settings.metrics_address = options.metrics_address;
   if (options.events) settings.events_socket = events_socket_path(options, real.work_dir);
   // The default events socket lives in the work dir, which a first start has not made yet.
   std::error_code ignored;  // a failure is reported where the folder is used
@@ -237,7 +241,8 @@ int run_daemon(const Options& options) {
   backend.tls = TlsOptions{options.ca_file, options.insecure};
   backend.limits.request_timeout = milliseconds(static_cast<int64_t>(options.request_timeout * 1000));
   backend.limits.connect_timeout = std::min(backend.limits.connect_timeout, backend.limits.request_timeout);
-  const auto host = host_name();
+  // This agent's name to the backend; a fleet on one host gives each agent its own.
+  const auto host = options.runner_id.empty() ? host_name() : options.runner_id;
   auto make_client = [backend, host](boost::asio::any_io_executor ex, int slot) -> std::unique_ptr<BackendClient> {
     auto config = backend;
     config.runner_id = host + "-" + (slot < 0 ? std::string("spool") : std::to_string(slot));
@@ -455,9 +460,10 @@ CLI::Option* add(CLI::App& app, const std::string& name, T& value, const std::st
 }
 
 // Registers a flag ("--name" or "--name,!--no-name") that can also come from RUNNER_<NAME>.
+// Its default is recorded for --print-config.
 CLI::Option* add_flag(CLI::App& app, const std::string& names, bool& value, const std::string& help) {
   const auto first = names.substr(2, names.find(',') - 2);
-  return app.add_flag(names, value, help)->envname(env_name_for(first));
+  return app.add_flag(names, value, help)->envname(env_name_for(first))->default_str(value ? "true" : "false");
 }
 
 // Options whose values are secrets.
@@ -521,6 +527,38 @@ Source source_of(const std::string& name, const std::vector<std::string>& args,
   return Source::none;
 }
 
+// `runner --print-config`: every option of the agent as a config file would set it, after
+// defaults < config file < RUNNER_* < command line, each with where its value came from.
+// Secrets are masked; --config reads the output back (secrets aside) to the same values.
+std::string printed_config(const CLI::App& app, const std::vector<std::string>& args,
+                           const std::vector<ConfigSetting>& config) {
+  std::vector<PrintedSetting> printed;
+  for (const CLI::Option* option : app.get_options()) {
+    if (option->get_lnames().empty()) continue;
+    const std::string name = option->get_lnames().front();
+    if (name == "help" || name == "version" || name == "config" || name == "print-config") continue;
+    std::string value = option->get_default_str();
+    if (option->count() > 0) {
+      const auto results = option->reduced_results();
+      value = option->get_expected_min() == 0 ? (option->as<bool>() ? "true" : "false")
+                                              : (results.empty() ? std::string() : results.back());
+    }
+    const bool secret = std::find(kSecretOptions.begin(), kSecretOptions.end(), "--" + name) != kSecretOptions.end();
+    if (secret && !value.empty()) value = "********";
+    std::string source;
+    // A flag's "--no-NAME" is given on the command line too.
+    const bool negated = option->get_expected_min() == 0 && names_option(args, "--no-" + name);
+    switch (negated ? Source::command_line : source_of(name, args, config)) {
+      case Source::command_line: source = "command line"; break;
+      case Source::environment: source = "environment (" + env_name_for(name) + ")"; break;
+      case Source::config_file: source = "config file"; break;
+      case Source::none: source = "default"; break;
+    }
+    printed.push_back({name, value, source});
+  }
+  return format_config(printed);
+}
+
 const char* describe(Source source) {
   switch (source) {
     case Source::command_line: return "the command line";
@@ -579,6 +617,12 @@ int run_cli(int argc, char** argv) {
       ->envname("RUNNER_PASSWORD");
   add(app, "--password-file", options.password_file, "File whose first line is the password (with --auth)");
   add(app, "--config", options.config, "YAML file of options (keys: long option names without dashes)");
+  app.add_flag("--print-config", options.print_config,
+               "Print the options as merged from the defaults, --config, RUNNER_* and the command line; then exit");
+  add(app, "--runner-id", options.runner_id,
+      "This agent's name in X-Runner-Id (default: the host name); each slot adds -N to it");
+  add(app, "--metrics-address", options.metrics_address,
+      "Serve Prometheus /metrics and /healthz over HTTP here (HOST:PORT, e.g. 127.0.0.1:9310)");
   add(app, "--ca-file", options.ca_file, "Extra trusted CA certificates (PEM) for https")->check(CLI::ExistingFile);
   add_flag(app, "--insecure", options.insecure, "Do not verify the backend's TLS certificate");
   add(app, "--concurrent", options.concurrent, "Task slots")->check(CLI::Range(1, 256));
@@ -691,6 +735,14 @@ int run_cli(int argc, char** argv) {
         return *done;
       }
     }
+  }
+  if (options.print_config) {
+    if (app.get_subcommands().size() > 0) {
+      std::cerr << "runner: --print-config shows the agent's options; give it without a subcommand\n";
+      return exit_usage;
+    }
+    std::cout << printed_config(app, args, config);
+    return std::cout.flush() ? exit_ok : exit_infrastructure;
   }
   if (options.logger_level == "warning") options.logger_level = "warn";
   try {

@@ -100,7 +100,13 @@ std::vector<std::string> config_arguments(const std::vector<ConfigSetting>& sett
     const char* set = env ? env(variable) : std::getenv(variable.c_str());
     // The same rule as the option parser's: an empty variable does not count as set.
     if (set != nullptr && *set != '\0') continue;
-    arguments.push_back("--" + setting.name + "=" + setting.value);
+    if (setting.value.empty()) {
+      // "--name=" would take the next argument as its value; "--name" "" is an empty one.
+      arguments.push_back("--" + setting.name);
+      arguments.emplace_back();
+    } else {
+      arguments.push_back("--" + setting.name + "=" + setting.value);
+    }
   }
   return arguments;
 }
@@ -113,6 +119,23 @@ Result<std::string> read_password_file(const std::filesystem::path& path) {
   if (!password.empty() && password.back() == '\r') password.pop_back();
   if (password.empty()) return make_error("the password file " + path.string() + " has an empty first line");
   return password;
+}
+
+std::string format_config(const std::vector<PrintedSetting>& settings) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  std::string unset;
+  for (const auto& setting : settings) {
+    if (setting.value.empty()) {
+      unset += (unset.empty() ? "" : ", ") + setting.name;
+      continue;
+    }
+    out << YAML::Key << setting.name << YAML::Value << setting.value << YAML::Comment(setting.source);
+  }
+  out << YAML::EndMap;
+  std::string text = std::string(out.c_str()) + "\n";
+  if (!unset.empty()) text += "# not set: " + unset + "\n";
+  return text;
 }
 
 }  // namespace proctor

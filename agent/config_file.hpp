@@ -49,6 +49,18 @@ using EnvLookup = std::function<const char*(const std::string& name)>;
 // `env` defaults to the process environment.
 std::vector<std::string> config_arguments(const std::vector<ConfigSetting>& settings, const EnvLookup& env = {});
 
+// One option as `runner --print-config` shows it.
+struct PrintedSetting {
+  std::string name;    // the long option without its dashes
+  std::string value;   // as the command line would give it (secrets already masked)
+  std::string source;  // where the value came from: "default", "config file", ...
+};
+
+// The settings as a YAML config file, one key per option in the given order, each with
+// a comment naming its source; those with an empty value (unset) are only named, in a
+// closing comment. --config reads it back to the same values.
+std::string format_config(const std::vector<PrintedSetting>& settings);
+
 // The password in the first line of `path`, its line end stripped; an unreadable file
 // or an empty first line is an error naming the file.
 Result<std::string> read_password_file(const std::filesystem::path& path);

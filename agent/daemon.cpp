@@ -17,14 +17,18 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "agent/event_server.hpp"
+#include "agent/metrics_server.hpp"
 #include "agent/process_runner.hpp"
+#include "agent/service_notifier.hpp"
 #include "agent/spool.hpp"
 #include "agent/task_journal.hpp"
 #include "agent/url.hpp"
 #include "agent/workspace.hpp"
+#include "common/metrics.hpp"
 #include "common/text.hpp"
 
 namespace proctor {
@@ -44,6 +48,17 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 // What a slot is doing, so shutdown knows what it may interrupt.
 enum class SlotState { polling, idle, running, delivering, done };
+
+const char* slot_state_name(SlotState state) {
+  switch (state) {
+    case SlotState::polling: return "polling";
+    case SlotState::idle: return "idle";
+    case SlotState::running: return "running";
+    case SlotState::delivering: return "delivering";
+    case SlotState::done: return "done";
+  }
+  return "done";
+}
 
 struct Slot {
   Slot(int n, asio::any_io_executor ex, std::unique_ptr<BackendClient> backend)
@@ -67,7 +82,8 @@ class Agent {
   Agent(const DaemonSettings& settings, const TaskExecutor& executor, const BackendClientFactory& make_client)
       : settings_(settings), executor_(executor), make_client_(make_client),
         workers_(static_cast<std::size_t>(settings.concurrent)), signals_(io_, SIGINT, SIGTERM),
-        grace_timer_(io_), reaper_timer_(io_), spool_(settings.spool_dir, settings.spool_max_bytes),
+        grace_timer_(io_), reaper_timer_(io_), watchdog_timer_(io_),
+        spool_(settings.spool_dir, settings.spool_max_bytes),
         journal_(settings.work_dir / "journal"), rng_(std::random_device{}()) {}
 
   int run() {
@@ -90,11 +106,23 @@ class Agent {
         spdlog::error("no event stream: {}", server.error().message);
       }
     }
+    if (!settings_.metrics_address.empty()) {
+      auto server = MetricsServer::start(io_.get_executor(), settings_.metrics_address, endpoint_content());
+      if (!server) {
+        spdlog::critical("{}", server.error().message);
+        return exit_usage;
+      }
+      metrics_ = std::move(server).value();
+      spdlog::info("metrics at http://{}/metrics, health at /healthz (port {})", settings_.metrics_address,
+                   metrics_->port());
+    }
     wait_for_signal();
     // Logged only once SIGINT/SIGTERM are handled (signals_ is built with this object): a
     // caller that sees this line may signal the agent and get a clean shutdown.
     spdlog::info("proctor runner {} polling {} with {} slot(s), work dir {}", PROCTOR_VERSION, settings_.backend_origin,
                  settings_.concurrent, settings_.work_dir.string());
+    notifier_.ready(fmt::format("polling {} with {} slot(s)", settings_.backend_origin, settings_.concurrent));
+    schedule_watchdog();
     start([this]() { return flush_spool(); });
     for (auto& slot : slots_) {
       start([this, s = slot.get()]() { return slot_loop(*s); });
@@ -128,6 +156,8 @@ class Agent {
         signals_.cancel(ignored);
         grace_timer_.cancel();
         reaper_timer_.cancel();
+        watchdog_timer_.cancel();
+        if (metrics_) metrics_->stop();
         asio::post(spool_io_, [] { reap_adopted_zombies(); });
         // Subscribers get every event (the last ones come with the layouts' last files,
         // waited for on a worker: it blocks), then the stream closes.
@@ -168,6 +198,52 @@ class Agent {
       else spdlog::error("task {}: its error payload could not be spooled ({}); trying again at the next start", task,
                          entry.error().message);
     }
+  }
+
+  // Pings the service manager's watchdog from the event loop, so a loop that is stuck
+  // gets the agent restarted. Only under a manager that asked for it (WatchdogSec).
+  void schedule_watchdog() {
+    const auto interval = notifier_.watchdog_interval();
+    if (!interval) return;
+    notifier_.watchdog();
+    watchdog_timer_.expires_after(*interval);
+    watchdog_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec && !finished_) schedule_watchdog();
+    });
+  }
+
+  // What --metrics-address serves, read on the event loop where every count changes.
+  EndpointContent endpoint_content() {
+    EndpointContent content;
+    content.metrics = [this] { return render_prometheus(metrics_snapshot()); };
+    content.healthy = [this] { return !stopping_; };
+    content.status = [this] {
+      const auto snapshot = metrics_snapshot();
+      const auto running = snapshot.slots_by_state.count("running") ? snapshot.slots_by_state.at("running") : 0;
+      return nlohmann::json{{"status", stopping_ ? "stopping" : "ok"},
+                            {"version", PROCTOR_VERSION},
+                            {"slots", snapshot.slots},
+                            {"running", running},
+                            {"spool_pending", snapshot.spool_pending},
+                            {"spool_full", snapshot.spool_full}}
+          .dump();
+    };
+    return content;
+  }
+
+  MetricsSnapshot metrics_snapshot() const {
+    MetricsSnapshot snapshot;
+    snapshot.version = PROCTOR_VERSION;
+    snapshot.start_time_seconds = started_at_;
+    snapshot.slots = settings_.concurrent;
+    for (const auto& slot : slots_) ++snapshot.slots_by_state[slot_state_name(slot->state)];
+    snapshot.spool_pending = spool_.pending_count();
+    snapshot.spool_pending_bytes = spool_.pending_bytes();
+    snapshot.spool_max_bytes = spool_.max_bytes();
+    snapshot.spool_full = spool_.full();
+    snapshot.stopping = stopping_;
+    snapshot.counters = &counters_;
+    return snapshot;
   }
 
   // Orphans re-parented to the agent (a subreaper) that end between tasks are reaped
@@ -227,6 +303,7 @@ class Agent {
   // Stop polling: idle slots end now; a poll in flight is answered first (the backend
   // may already have handed its task over), running tasks finish within the grace.
   void begin_shutdown() {
+    if (!stopping_) notifier_.stopping("stopping: running tasks finish, then the agent exits");
     stopping_ = true;
     for (auto& slot : slots_) {
       if (slot->state == SlotState::idle) slot->timer.cancel();
@@ -328,6 +405,7 @@ class Agent {
           spdlog::warn("slot {}: the backend answered HTTP {} to the task request: {}", slot.index, answer.status,
                        utf8_truncate(make_valid_utf8(answer.body), 512));
         }
+        ++counters_.poll_errors;
         const auto delay = retry_delay(answer, failures++);
         slot.state = SlotState::idle;
         if (!co_await wait(slot.timer, delay)) break;
@@ -347,6 +425,7 @@ class Agent {
         if (bad->identity && !is_duplicate(slot, *bad->identity)) {
           co_await hold(slot, *bad->identity);
           const auto payload = error_payload("The task is malformed: " + bad->reason + ".", executor_.settings().payload);
+          ++counters_.tasks_finished[task_result_label(true, false)];
           co_await deliver(slot, *bad->identity,
                            co_await spool_payload(bad->identity->text(), serialize_payload(payload, *bad->identity),
                                                   slot.index));
@@ -380,6 +459,7 @@ class Agent {
     // Claimed at once, on the event loop: a copy handed to another slot a moment later is
     // caught even before the journal's write is done.
     if (journal_.claim(identity_key(identity))) return false;
+    ++counters_.duplicates_refused;
     spdlog::warn("slot {}: the backend handed out task {} again; this agent already took it, so it is not run twice",
                  slot.index, identity.text());
     return true;
@@ -391,6 +471,7 @@ class Agent {
 
   // Records, durably and before anything runs, that `slot` holds the task.
   asio::awaitable<void> hold(const Slot& slot, const TaskIdentity& identity) {
+    ++counters_.tasks_taken;
     const auto cookie = process_cookie(slot_dir(slot), identity);
     auto held = co_await asio::co_spawn(
         spool_io_, [&]() -> asio::awaitable<Result<void>> { co_return journal_.hold(slot.index, identity, cookie); },
@@ -405,6 +486,7 @@ class Agent {
   asio::awaitable<void> run_task(Slot& slot, const Task& task) {
     spdlog::info("slot {}: took task {} ({}{})", slot.index, task.identity.text(), redact_url(task.repository_url),
                  task.branch ? " @ " + *task.branch : "");
+    const auto taken_at = std::chrono::steady_clock::now();
     co_await hold(slot, task.identity);
     slot.state = SlotState::running;
     slot.stop = std::stop_source();
@@ -427,6 +509,8 @@ class Agent {
         },
         asio::use_awaitable);
     if (settings_.once) exit_code_ = exit_code_for(payload);
+    ++counters_.tasks_finished[task_result_label(payload.error, payload.passed)];
+    counters_.task_duration.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - taken_at).count());
     co_await deliver(slot, task.identity,
                      co_await spool_payload(task.identity.text(), serialize_payload(payload, task.identity), slot.index));
   }
@@ -477,6 +561,7 @@ class Agent {
       // same task: a backend that recorded one knows every other for a replay.
       auto answer = co_await client.post_result(body, key);
       if (answer.ok()) {
+        ++counters_.results_posted;
         spdlog::info("result of task {} delivered (HTTP {})", identity, answer.status);
         if (entry) asio::post(spool_io_, [this, path = *entry] { spool_.remove(path); });
         co_return true;
@@ -486,6 +571,7 @@ class Agent {
       const bool final_refusal = answer.status >= 400 && answer.status < 500 && answer.status != 401 &&
                                  answer.status != 403 && answer.status != 408 && answer.status != 429;
       if (final_refusal) {
+        ++counters_.results_rejected;
         spdlog::error("the backend rejected the result of task {} (HTTP {}): {}", identity, answer.status,
                       utf8_truncate(make_valid_utf8(answer.body), 2048));
         if (entry) {
@@ -496,6 +582,7 @@ class Agent {
         co_return true;
       }
       const auto delay = retry_delay(answer, attempt);
+      ++counters_.post_retries;
       spdlog::warn("posting the result of task {} failed ({}); retrying in {:.1f} s", identity,
                    answer.status == 0 ? answer.error : "HTTP " + std::to_string(answer.status),
                    static_cast<double>(delay.count()) / 1000.0);
@@ -575,6 +662,7 @@ class Agent {
   asio::signal_set signals_;
   asio::steady_timer grace_timer_;
   asio::steady_timer reaper_timer_;
+  asio::steady_timer watchdog_timer_;
   Spool spool_;
   TaskJournal journal_;
   bool spool_was_full_ = false;  // said so, and not yet said it is below again
@@ -583,6 +671,11 @@ class Agent {
   std::vector<std::unique_ptr<Slot>> slots_;
   std::unique_ptr<BackendClient> flusher_client_;
   std::unique_ptr<EventServer> events_;  // null when the stream is off or could not start
+  std::unique_ptr<MetricsServer> metrics_;  // null without --metrics-address
+  ServiceNotifier notifier_;
+  AgentCounters counters_;  // changed and read on the event loop only
+  double started_at_ =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   asio::steady_timer* flusher_timer_ = nullptr;
   int active_ = 0;
   bool stopping_ = false;

@@ -33,6 +33,7 @@ struct DaemonSettings {
   std::filesystem::path events_socket;                  // the event stream; empty: none
   bool once = false;                                    // take one task, run it, exit
   std::string backend_origin;                           // shown in the start-up line
+  std::string metrics_address;                          // /metrics and /healthz; empty: none
 };
 
 // Makes the backend client of one slot (slot -1: the spool flusher).

@@ -17,7 +17,9 @@ Spool::Spool(fs::path dir, uint64_t max_bytes) : dir_(std::move(dir)), max_bytes
   for (const auto& entry : pending()) {
     std::error_code ec;
     const auto size = fs::file_size(entry, ec);
-    if (!ec) pending_bytes_ += size;
+    if (ec) continue;
+    pending_bytes_ += size;
+    ++pending_count_;
   }
 }
 
@@ -28,6 +30,9 @@ void Spool::uncount(const fs::path& entry) const {
   // Never below zero, even if the file changed size under us.
   uint64_t current = pending_bytes_.load();
   while (!pending_bytes_.compare_exchange_weak(current, current - std::min<uint64_t>(current, size))) {
+  }
+  uint64_t count = pending_count_.load();
+  while (count > 0 && !pending_count_.compare_exchange_weak(count, count - 1)) {
   }
 }
 
@@ -44,6 +49,7 @@ Result<fs::path> Spool::add(std::string_view identity, std::string_view body) co
   const auto path = dir_ / "pending" / name;
   if (auto written = write_file_atomically(path, body); !written) return written.error();
   pending_bytes_ += body.size();
+  ++pending_count_;
   return path;
 }
 

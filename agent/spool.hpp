@@ -35,6 +35,8 @@ class Spool {
   [[nodiscard]] Result<std::string> read(const std::filesystem::path& entry) const;
   // The identity_key() of every task with a payload pending or rejected (each file read once).
   [[nodiscard]] std::unordered_set<std::string> task_keys() const;
+  // Payloads in pending/.
+  [[nodiscard]] uint64_t pending_count() const { return pending_count_.load(); }
   // Bytes of the payloads in pending/.
   [[nodiscard]] uint64_t pending_bytes() const { return pending_bytes_.load(); }
   // True when pending/ has reached the cap.
@@ -50,6 +52,7 @@ class Spool {
   std::filesystem::path dir_;
   uint64_t max_bytes_;
   mutable std::atomic<uint64_t> pending_bytes_{0};
+  mutable std::atomic<uint64_t> pending_count_{0};
 };
 
 }  // namespace proctor

@@ -648,6 +648,7 @@ Response Backend::serve_task(const Request& request, TimePoint now, RequestRecor
   QueuedTask task = std::move(source.front());
   source.pop_front();
   ++tasks_served_;
+  ++tasks_by_runner_[std::string(request.header("X-Runner-Id").value_or(""))];
   record.task_enqueued = task.enqueued;
   handed_out_.push_back(task.body);
   if (!raw && task.identity && config_.task_timeout.count() > 0) {
@@ -788,9 +789,28 @@ Response Backend::requests_log() const {
   return json_response(200, log);
 }
 
+namespace {
+
+// The agent of an X-Runner-Id: the id without its "-SLOT" suffix (SPEC §9: host name + slot).
+std::string agent_of(const std::string& runner_id) {
+  const auto dash = runner_id.rfind('-');
+  if (dash == std::string::npos || dash + 1 == runner_id.size()) return runner_id;
+  const bool slot = std::all_of(runner_id.begin() + static_cast<std::ptrdiff_t>(dash) + 1, runner_id.end(),
+                                [](char c) { return c >= '0' && c <= '9'; });
+  return slot || runner_id.substr(dash + 1) == "spool" ? runner_id.substr(0, dash) : runner_id;
+}
+
+}  // namespace
+
 Response Backend::stats() const {
   json by_runner = json::object();
   for (const auto& [runner, count] : results_by_runner_) by_runner[runner] = count;
+  // Per agent (its slots and spool flusher together): what it took and what it answered.
+  std::map<std::string, std::pair<int64_t, int64_t>> agents;  // tasks, results
+  for (const auto& [runner, count] : tasks_by_runner_) agents[agent_of(runner)].first += count;
+  for (const auto& [runner, count] : results_by_runner_) agents[agent_of(runner)].second += count;
+  json by_agent = json::object();
+  for (const auto& [agent, counts] : agents) by_agent[agent] = json{{"tasks", counts.first}, {"results", counts.second}};
   json faults = json::object();
   for (const auto& [kind, count] : faults_injected_) faults[kind] = count;
   const auto queued = static_cast<int64_t>(raw_tasks_.size() + queue_.size());
@@ -805,6 +825,7 @@ Response Backend::stats() const {
                                  {"duplicate_results", duplicate_results_},
                                  {"replayed_deliveries", replayed_deliveries_},
                                  {"results_by_runner", by_runner},
+                                 {"by_agent", by_agent},
                                  {"faults", faults},
                                  {"requests", requests_.size()}});
 }

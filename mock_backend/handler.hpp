@@ -289,6 +289,7 @@ class Backend {
   std::vector<nlohmann::json> results_;
   std::map<std::string, int64_t> results_by_identity_;  // result_identity -> results recorded
   std::map<std::string, int64_t> results_by_runner_;
+  std::map<std::string, int64_t> tasks_by_runner_;  // tasks served, by X-Runner-Id
   std::map<std::string, std::string> replies_by_key_;  // Idempotency-Key -> the first answer's body
   int64_t tasks_served_ = 0;
   int64_t tasks_duplicated_ = 0;

@@ -7,9 +7,9 @@ build_pkgs=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost1.81-dev libboost-filesystem1.81-dev libssl-dev libgit2-dev libpugixml-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev doctest-dev libyaml-cpp-dev libcli11-dev
-  libarchive-dev subversion libbenchmark-dev
+  libarchive-dev libsystemd-dev subversion libbenchmark-dev file
 )
-test_pkgs=(python3 python3-pytest procps time openssl clang libclang-rt-14-dev)
+test_pkgs=(python3 python3-pytest python3-yaml systemd procps time openssl clang libclang-rt-14-dev)
 with_tests=0
 if [[ "${1:-}" == "--with-tests" ]]; then with_tests=1; fi
 

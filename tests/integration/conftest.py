@@ -82,6 +82,19 @@ def git(cwd, *args):
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout.strip()
 
 
+def git_repo(repo, files, branch="main"):
+    """Makes `repo` a git repository of one commit holding `files` ({path: text})."""
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", branch)
+    for path, content in files.items():
+        target = repo / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(content))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "initial")
+    return repo
+
+
 @pytest.fixture
 def make_repo(tmp_path):
     """make_repo(files, branch="main") creates a git repository holding `files`."""
@@ -89,16 +102,7 @@ def make_repo(tmp_path):
 
     def create(files, branch="main", name=None):
         counter[0] += 1
-        repo = tmp_path / (name or f"repo{counter[0]}")
-        repo.mkdir()
-        git(repo, "init", "-q", "-b", branch)
-        for path, content in files.items():
-            target = repo / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(textwrap.dedent(content))
-        git(repo, "add", "-A")
-        git(repo, "commit", "-q", "-m", "initial")
-        return repo
+        return git_repo(tmp_path / (name or f"repo{counter[0]}"), files, branch)
 
     return create
 

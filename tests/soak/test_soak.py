@@ -20,7 +20,7 @@ import uuid
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "integration"))
-from conftest import BUILD_DIR, RUNNER, Backend, git, processes_with, wait_until  # noqa: E402
+from conftest import BUILD_DIR, RUNNER, Backend, git_repo, processes_with, wait_until  # noqa: E402
 
 TASKS = int(os.environ.get("SOAK_TASKS", "1000"))
 SLOTS = 4
@@ -46,12 +46,7 @@ def mock(tmp_path):
 
 def test_soak_1000_tasks_with_faults_and_two_kills(tmp_path, mock):
     marker = uuid.uuid4().int % 900000 + 100000
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    (repo / "README").write_text("soak\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "x")
+    repo = git_repo(tmp_path / "repo", {"README": "soak\n"})
     service = tmp_path / "service"
     service.mkdir()
     (service / "service.yaml").write_text("cmd: sh run.sh ${junit_xml}\ntimeout: 60\n")

@@ -20,7 +20,7 @@ namespace {
 using namespace proctor;
 
 const std::set<std::string> kKnown = {"backend-url", "concurrent", "auth", "events", "allow-schemes", "password",
-                                      "check-interval", "login"};
+                                      "check-interval", "login", "strip-prefix", "ca-file"};
 
 bool known(const std::string& name) { return kKnown.count(name) > 0; }
 
@@ -144,6 +144,14 @@ TEST_SUITE("config_file") {
     CHECK(env_name_for("allow-schemes") == "RUNNER_ALLOW_SCHEMES");
   }
 
+  TEST_CASE("an empty setting is an empty value, not one that takes the next argument") {
+    const std::vector<ConfigSetting> config{{"login", "", 1}, {"concurrent", "4", 2}};
+    CHECK(config_arguments(config, environment({})) == std::vector<std::string>{"--login", "", "--concurrent=4"});
+    const auto parsed = parse_with(config, {}, {});
+    CHECK(parsed.login.empty());
+    CHECK(parsed.concurrent == 4);
+  }
+
   TEST_CASE("command line > environment > config file > default") {
     const std::vector<ConfigSetting> config{{"concurrent", "4", 1}, {"login", "from-file", 2}, {"events", "false", 3}};
     const std::map<std::string, std::string> env{{"RUNNER_CONCURRENT", "3"}};
@@ -183,5 +191,23 @@ TEST_SUITE("config_file") {
     REQUIRE_FALSE(missing.ok());
     CHECK(missing.error().message.find("cannot read the password file " + (dir.path() / "missing").string()) == 0);
     CHECK(missing.error().message.find("No such file") != std::string::npos);
+  }
+
+  TEST_CASE("format_config writes a config file that parses back to the same values, unset ones named") {
+    const std::vector<PrintedSetting> printed = {{"concurrent", "4", "config file"},
+                                                 {"allow-schemes", "https,file", "command line"},
+                                                 {"strip-prefix", "a: b # c", "default"},
+                                                 {"login", "", "default"},
+                                                 {"ca-file", "", "default"}};
+    const auto text = format_config(printed);
+    CHECK(text.find("concurrent: 4  # config file\n") != std::string::npos);
+    CHECK(text.find("# not set: login, ca-file\n") != std::string::npos);
+    const auto read = parse_config(text, "printed.yaml", known);
+    REQUIRE_OK(read);
+    REQUIRE(read->size() == 3);
+    CHECK((*read)[0].name == "concurrent");
+    CHECK((*read)[0].value == "4");
+    CHECK((*read)[1].value == "https,file");
+    CHECK((*read)[2].value == "a: b # c");
   }
 }

@@ -153,7 +153,7 @@ TEST_SUITE("task_journal") {
 }
 
 TEST_SUITE("spool") {
-  TEST_CASE("counts pending bytes, reports full at the cap and still takes a payload when full") {
+  TEST_CASE("counts pending payloads and bytes, reports full at the cap and still takes a payload when full") {
     test::TempDir dir;
     Spool spool(dir / "spool", 100);
     CHECK_FALSE(spool.full());
@@ -167,11 +167,14 @@ TEST_SUITE("spool") {
     auto third = spool.add("t3", "{}");  // never dropped, even past the cap
     REQUIRE_OK(third);
     CHECK(spool.pending().size() == 3);
+    CHECK(spool.pending_count() == 3);
     // A restart counts what is there.
     CHECK(Spool(dir / "spool", 100).pending_bytes() == 122);
+    CHECK(Spool(dir / "spool", 100).pending_count() == 3);
     spool.remove(*first);
     spool.reject(*second, 400, "no");
     CHECK(spool.pending_bytes() == 2);
+    CHECK(spool.pending_count() == 1);
     CHECK_FALSE(spool.full());
   }
 
