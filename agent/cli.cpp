@@ -27,6 +27,7 @@
 #include "agent/git_fetcher.hpp"
 #include "agent/listen_command.hpp"
 #include "agent/subscribe_command.hpp"
+#include "agent/url.hpp"
 #include "agent/svn_fetcher.hpp"
 #include "agent/process_runner.hpp"
 #include "agent/task_executor.hpp"
@@ -543,8 +544,9 @@ std::string printed_config(const CLI::App& app, const std::vector<std::string>& 
       value = option->get_expected_min() == 0 ? (option->as<bool>() ? "true" : "false")
                                               : (results.empty() ? std::string() : results.back());
     }
-    const bool secret = std::find(kSecretOptions.begin(), kSecretOptions.end(), "--" + name) != kSecretOptions.end();
-    if (secret && !value.empty()) value = "********";
+    bool secret = std::find(kSecretOptions.begin(), kSecretOptions.end(), "--" + name) != kSecretOptions.end();
+    // A URL with a user:password in it is a secret too.
+    if ((name == "backend-url" || name == "s3-endpoint") && redact_url(value) != value) secret = true;
     std::string source;
     // A flag's "--no-NAME" is given on the command line too.
     const bool negated = option->get_expected_min() == 0 && names_option(args, "--no-" + name);
@@ -554,7 +556,7 @@ std::string printed_config(const CLI::App& app, const std::vector<std::string>& 
       case Source::config_file: source = "config file"; break;
       case Source::none: source = "default"; break;
     }
-    printed.push_back({name, value, source});
+    printed.push_back({name, value, source, secret});
   }
   return format_config(printed);
 }
@@ -727,6 +729,14 @@ int run_cli(int argc, char** argv) {
       return exit_usage;
     }
     config = std::move(read).value();
+    for (const auto& setting : config) {
+      const auto* option = app.get_option_no_throw("--" + setting.name);
+      if (setting.value.empty() && option != nullptr && option->get_expected_min() == 0) {
+        std::cerr << "runner: --config: " << options.config << ":" << setting.line << ": '" << setting.name
+                  << "' is a flag: give true or false\n";
+        return exit_usage;
+      }
+    }
     auto with_config = config_arguments(config);
     if (!with_config.empty()) {
       with_config.insert(with_config.begin(), args.front());

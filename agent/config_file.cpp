@@ -125,15 +125,21 @@ std::string format_config(const std::vector<PrintedSetting>& settings) {
   YAML::Emitter out;
   out << YAML::BeginMap;
   std::string unset;
+  std::string secrets;
   for (const auto& setting : settings) {
     if (setting.value.empty()) {
       unset += (unset.empty() ? "" : ", ") + setting.name;
+      continue;
+    }
+    if (setting.secret) {
+      secrets += (secrets.empty() ? "" : ", ") + setting.name + " (" + setting.source + ")";
       continue;
     }
     out << YAML::Key << setting.name << YAML::Value << setting.value << YAML::Comment(setting.source);
   }
   out << YAML::EndMap;
   std::string text = std::string(out.c_str()) + "\n";
+  if (!secrets.empty()) text += "# set, not shown: " + secrets + "\n";
   if (!unset.empty()) text += "# not set: " + unset + "\n";
   return text;
 }

@@ -54,11 +54,12 @@ struct PrintedSetting {
   std::string name;    // the long option without its dashes
   std::string value;   // as the command line would give it (secrets already masked)
   std::string source;  // where the value came from: "default", "config file", ...
+  bool secret = false;  // shown only as set, in a comment: a saved output must not set it
 };
 
 // The settings as a YAML config file, one key per option in the given order, each with
-// a comment naming its source; those with an empty value (unset) are only named, in a
-// closing comment. --config reads it back to the same values.
+// a comment naming its source; those with an empty value (unset) and the secrets are only
+// named, in closing comments. --config reads it back to the same values, secrets aside.
 std::string format_config(const std::vector<PrintedSetting>& settings);
 
 // The password in the first line of `path`, its line end stripped; an unreadable file

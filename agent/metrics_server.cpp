@@ -105,6 +105,7 @@ asio::awaitable<void> MetricsServer::State::accept_loop() {
       continue;
     }
     auto [ec, socket] = co_await acceptor.async_accept(kAwait);
+    if (stopped) break;  // an accept that completed as stop() ran: its socket closes here
     if (ec) {
       if (stopped || !acceptor.is_open()) break;
       spdlog::warn("metrics endpoint: accepting a connection failed: {}", ec.message());
@@ -126,7 +127,18 @@ asio::awaitable<void> MetricsServer::State::accept_loop() {
 asio::awaitable<void> MetricsServer::State::serve(tcp::socket socket) {
   const auto self = shared_from_this();
   beast::tcp_stream stream(std::move(socket));
+  if (stopped) co_return;
   connections.insert(&stream);
+  // Forgotten however serve() ends (a throwing content function too): stop() must never
+  // reach a stream that is gone, and the accept loop must hear that a place is free.
+  struct Forget {
+    State& state;
+    beast::tcp_stream* stream;
+    ~Forget() {
+      state.connections.erase(stream);
+      state.slots_free.cancel();
+    }
+  } forget{*this, &stream};
   // The whole exchange under one deadline: a client that trickles bytes is cut off.
   stream.expires_after(limits.request_timeout);
   beast::flat_buffer buffer(limits.max_request_bytes);
@@ -163,8 +175,6 @@ asio::awaitable<void> MetricsServer::State::serve(tcp::socket socket) {
   boost::system::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
   stream.close();
-  connections.erase(&stream);
-  slots_free.cancel();
 }
 
 MetricsServer::MetricsServer(std::shared_ptr<State> state) : state_(std::move(state)) {}

@@ -32,6 +32,7 @@ def test_print_config_merges_file_environment_and_command_line_and_masks_secrets
     config = tmp_path / "runner.yaml"
     config.write_text("concurrent: 4\nallow_schemes: [https, file]\ntimeout: 50\nlogin: from-file\n")
     text = print_config(tmp_path, "--config", str(config), "--timeout", "70", "--password", "hunter2", "--no-events",
+                        "--backend-url", "https://bob:pa55@backend.example:8443/base",
                         env={"RUNNER_LOGIN": "from-env", "RUNNER_CONCURRENT": ""})
     assert setting(text, "concurrent") == ("4", "config file")  # an empty variable does not count
     assert setting(text, "allow-schemes") == ("https,file", "config file")
@@ -39,9 +40,11 @@ def test_print_config_merges_file_environment_and_command_line_and_masks_secrets
     assert setting(text, "timeout") == ("70", "command line")
     assert setting(text, "events") == ("false", "command line")
     assert setting(text, "kill-grace") == ("10", "default")
-    assert setting(text, "password") == ('"********"', "command line")
-    assert "hunter2" not in text
-    assert re.search(r"^# not set: backend-url, .*metrics-address", text, re.MULTILINE)
+    # A secret is only said to be set: a saved output must not set it to a mask.
+    assert setting(text, "password") is None
+    assert "# set, not shown: backend-url (command line), password (command line)\n" in text
+    assert "hunter2" not in text and "pa55" not in text
+    assert re.search(r"^# not set: .*metrics-address", text, re.MULTILINE)
 
 
 def test_print_config_output_is_a_config_file_that_reads_back_to_the_same_values(tmp_path):
@@ -63,6 +66,15 @@ def test_an_empty_value_in_the_config_file_is_empty_and_leaves_the_next_setting_
     assert re.search(r"^# not set: .*strip-prefix", text, re.MULTILINE)
     assert setting(text, "concurrent") == ("3", "config file")
     assert setting(text, "kill-grace") == ("4", "command line")
+
+
+def test_an_empty_flag_in_the_config_file_is_refused_with_its_line(tmp_path):
+    config = tmp_path / "runner.yaml"
+    config.write_text('concurrent: 2\nonce: ""\n')
+    done = subprocess.run([str(RUNNER), "--config", str(config), "--print-config"], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 2
+    assert f"{config}:2: 'once' is a flag: give true or false" in done.stderr
 
 
 def get(url):

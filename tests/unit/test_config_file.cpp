@@ -198,10 +198,13 @@ TEST_SUITE("config_file") {
                                                  {"allow-schemes", "https,file", "command line"},
                                                  {"strip-prefix", "a: b # c", "default"},
                                                  {"login", "", "default"},
-                                                 {"ca-file", "", "default"}};
+                                                 {"ca-file", "", "default"},
+                                                 {"password", "hunter2", "command line", true}};
     const auto text = format_config(printed);
     CHECK(text.find("concurrent: 4  # config file\n") != std::string::npos);
     CHECK(text.find("# not set: login, ca-file\n") != std::string::npos);
+    CHECK(text.find("# set, not shown: password (command line)\n") != std::string::npos);
+    CHECK(text.find("hunter2") == std::string::npos);
     const auto read = parse_config(text, "printed.yaml", known);
     REQUIRE_OK(read);
     REQUIRE(read->size() == 3);

@@ -69,17 +69,21 @@ TEST_SUITE("metrics") {
     CHECK(text.find("proctor_task_duration_seconds_sum 90.2\n") != std::string::npos);
     CHECK(text.find("proctor_task_duration_seconds_count 2\n") != std::string::npos);
 
-    // Each sample's family was declared (HELP then TYPE) before it, exactly once.
+    // Each sample's family was declared (HELP, then TYPE on the next line) before it, once.
     const auto types = lines_starting(text, "# TYPE ");
     const auto helps = lines_starting(text, "# HELP ");
     CHECK(types.size() == helps.size());
     std::istringstream in(text);
     std::vector<std::string> declared;
-    for (std::string line; std::getline(in, line);) {
-      if (line.rfind("# TYPE ", 0) == 0) {
-        const auto name = line.substr(7, line.find(' ', 7) - 7);
-        CHECK(std::find(declared.begin(), declared.end(), name) == declared.end());
-        declared.push_back(name);
+    std::string previous;
+    for (std::string line; std::getline(in, line); previous = line) {
+      if (line.rfind("# HELP ", 0) == 0) {
+        CHECK(previous.rfind("# HELP ", 0) != 0);  // never two HELPs in a row
+      } else if (line.rfind("# TYPE ", 0) == 0) {
+        const auto family = line.substr(7, line.find(' ', 7) - 7);
+        CHECK(previous.rfind("# HELP " + family + " ", 0) == 0);
+        CHECK(std::find(declared.begin(), declared.end(), family) == declared.end());
+        declared.push_back(family);
       } else if (line.rfind('#', 0) != 0) {
         const auto sample = line.substr(0, line.find_first_of("{ "));
         CAPTURE(sample);
