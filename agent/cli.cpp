@@ -518,7 +518,8 @@ enum class Source { none, config_file, environment, command_line };
 
 Source source_of(const std::string& name, const std::vector<std::string>& args,
                  const std::vector<ConfigSetting>& config) {
-  if (names_option(args, "--" + name)) return Source::command_line;
+  // A flag's "--no-NAME" sets it on the command line too.
+  if (names_option(args, "--" + name) || names_option(args, "--no-" + name)) return Source::command_line;
   if (const char* env = std::getenv(env_name_for(name).c_str()); env != nullptr && *env != '\0') {
     return Source::environment;
   }
@@ -548,9 +549,7 @@ std::string printed_config(const CLI::App& app, const std::vector<std::string>& 
     // A URL with a user:password in it is a secret too.
     if ((name == "backend-url" || name == "s3-endpoint") && redact_url(value) != value) secret = true;
     std::string source;
-    // A flag's "--no-NAME" is given on the command line too.
-    const bool negated = option->get_expected_min() == 0 && names_option(args, "--no-" + name);
-    switch (negated ? Source::command_line : source_of(name, args, config)) {
+    switch (source_of(name, args, config)) {
       case Source::command_line: source = "command line"; break;
       case Source::environment: source = "environment (" + env_name_for(name) + ")"; break;
       case Source::config_file: source = "config file"; break;

@@ -49,15 +49,10 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // What a slot is doing, so shutdown knows what it may interrupt.
 enum class SlotState { polling, idle, running, delivering, done };
 
+// The state's name in /metrics: kSlotStates lists them in SlotState's order.
 const char* slot_state_name(SlotState state) {
-  switch (state) {
-    case SlotState::polling: return "polling";
-    case SlotState::idle: return "idle";
-    case SlotState::running: return "running";
-    case SlotState::delivering: return "delivering";
-    case SlotState::done: return "done";
-  }
-  return "done";
+  static_assert(static_cast<std::size_t>(SlotState::done) + 1 == kSlotStates.size());
+  return kSlotStates[static_cast<std::size_t>(state)];
 }
 
 struct Slot {
@@ -597,21 +592,12 @@ class Agent {
 
   bool shutdown_deadline_passed() const { return grace_timer_.expiry() <= std::chrono::steady_clock::now(); }
 
-  // A payload a previous run spooled, read back, with the identity_key of its task if it has one.
+  // A payload a previous run spooled, read back, with the task it answers if it names one.
   struct SpooledEntry {
     std::filesystem::path path;
     std::string body;
-    std::optional<std::string> task_key;
+    std::optional<TaskIdentity> task;
   };
-
-  // The task a spooled payload answers, as logs name it: its identity, else the file.
-  static std::string spooled_task_name(const SpooledEntry& spooled) {
-    const auto& key = spooled.task_key;
-    if (!key) return spooled.path.filename().string();
-    std::string name = key->substr(key->find(':') + 1);
-    if (name.size() >= 2 && name.front() == '"' && name.back() == '"') name = name.substr(1, name.size() - 2);
-    return name;
-  }
 
   // Delivers payloads a previous run left in the spool.
   asio::awaitable<void> flush_spool() {
@@ -628,8 +614,8 @@ class Agent {
               spdlog::error("{}", body.error().message);
               continue;
             }
-            auto task_key = payload_identity_key(*body);
-            found.push_back({std::move(entry), std::move(body).value(), std::move(task_key)});
+            auto task = payload_identity(*body);
+            found.push_back({std::move(entry), std::move(body).value(), std::move(task)});
           }
           co_return found;
         },
@@ -645,8 +631,13 @@ class Agent {
       ~ForgetTimer() { pointer = nullptr; }
     } forget{flusher_timer_};
     for (const auto& spooled : entries) {
-      const bool settled = co_await deliver_spooled(*flusher_client_, timer, spooled_task_name(spooled), spooled.body,
-                                                    spooled.path, spooled.task_key);
+      // Logs name the task by its identity, else by the spool file. Named locals, not
+      // conditional temporaries in the co_await: GCC 12 destroys those twice.
+      const std::string name = spooled.task ? spooled.task->text() : spooled.path.filename().string();
+      std::optional<std::string> task_key;
+      if (spooled.task) task_key = identity_key(*spooled.task);
+      const bool settled =
+          co_await deliver_spooled(*flusher_client_, timer, name, spooled.body, spooled.path, task_key);
       if (!settled) break;
     }
   }

@@ -15,12 +15,15 @@ SectionResult run_result(const RunReport& run) {
   return section_result_of(run.status).value_or(SectionResult::errored);
 }
 
+// Which run this is: its record's input.
+nlohmann::json run_test_input(const RunReport& run) {
+  return {{"event", run.label}, {"kind", to_string(run.kind)}, {"number", run.number}};
+}
+
 // The run's facts: its record's output.json.
 nlohmann::json run_facts_json(const RunReport& run) {
-  nlohmann::json output = {{"event", run.label},
-                           {"kind", to_string(run.kind)},
-                           {"number", run.number},
-                           {"planned_s", std::chrono::duration<double>(run.planned).count()}};
+  nlohmann::json output = run_test_input(run);
+  output["planned_s"] = std::chrono::duration<double>(run.planned).count();
   if (run.count > 1) output["count"] = run.count;
   if (run.skipped) {
     output["skipped"] = to_string(*run.skipped);
@@ -47,7 +50,7 @@ class RecorderObserver final : public OrchestrationObserver {
   explicit RecorderObserver(TaskRecorder& recorder) : recorder_(recorder) {}
 
   void run_started(const RunReport& run) override {
-    const std::size_t step = recorder_.start_step(run.name(), test_input(run));
+    const std::size_t step = recorder_.start_step(run.name(), run_test_input(run));
     std::lock_guard lock(mutex_);
     steps_[key(run)] = step;
   }
@@ -71,7 +74,7 @@ class RecorderObserver final : public OrchestrationObserver {
       }
     }
     // A skipped run (or one that never got as far as starting) is recorded whole now.
-    if (!step) step = recorder_.start_step(run.name(), test_input(run));
+    if (!step) step = recorder_.start_step(run.name(), run_test_input(run));
     recorder_.end_step(*step, run.status, run.name() + ": " + run.summary + "\n",
                        run_facts_json(run), run_result(run));
   }
@@ -79,9 +82,6 @@ class RecorderObserver final : public OrchestrationObserver {
  private:
   static std::tuple<bool, std::size_t, std::uint64_t> key(const RunReport& run) {
     return {run.setup, run.event, run.number};
-  }
-  static nlohmann::json test_input(const RunReport& run) {
-    return {{"event", run.label}, {"kind", to_string(run.kind)}, {"number", run.number}};
   }
 
   TaskRecorder& recorder_;
@@ -116,10 +116,10 @@ RecordStatus orchestration_status(const OrchestrationResult& result) {
   return result.passed ? RecordStatus::success : RecordStatus::failure;
 }
 
-OrchestrationResult run_orchestration_recorded(const OrchestrationPlan& plan,
-                                               Orchestrator& orchestrator, TaskRecorder& recorder,
+OrchestrationResult run_orchestration_recorded(Orchestrator& orchestrator, TaskRecorder& recorder,
                                                std::stop_token end_early, std::stop_token abort,
                                                std::vector<LayoutLink> links) {
+  const OrchestrationPlan& plan = orchestrator.plan();
   recorder.start_phase(Phase::service, description_json(plan), std::move(links));
   RecorderObserver observer(recorder);
   auto result = orchestrator.run(observer, std::move(end_early), std::move(abort));

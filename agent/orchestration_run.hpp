@@ -12,11 +12,10 @@
 
 namespace proctor {
 
-// Runs `orchestrator` (on `plan`) with its progress told to `recorder`'s service phase
-// (started here with the description as its input, ended with the result's summary and
-// facts, and `links`) and returns its result.
-OrchestrationResult run_orchestration_recorded(const OrchestrationPlan& plan,
-                                               Orchestrator& orchestrator, TaskRecorder& recorder,
+// Runs `orchestrator` with its progress told to `recorder`'s service phase (started here
+// with the plan's description as its input, ended with the result's summary and facts,
+// and `links`) and returns its result.
+OrchestrationResult run_orchestration_recorded(Orchestrator& orchestrator, TaskRecorder& recorder,
                                                std::stop_token end_early, std::stop_token abort,
                                                std::vector<LayoutLink> links = {});
 

@@ -100,7 +100,7 @@ void judge(RunReport& run, const ServiceSpec& spec) {
     text = describe_end(outcome);
     if (outcome.exit_code) text += ", not in valid_exit_codes " + exit_code_list(valid);
   }
-  if (run.start_delay && !run.setup) {
+  if (run.start_delay) {  // scheduled runs only: a setup has none
     text += "; started " + three_decimals(to_ms(*run.start_delay)) + " ms after its planned time " +
             three_decimals(to_seconds(run.planned)) + " s";
   }
@@ -345,8 +345,7 @@ namespace {
 struct Completion {
   std::size_t key = 0;  // the active run's key
   ProcessOutcome outcome;
-  ScheduleTime started;
-  bool did_start = false;  // the process started (its on_start ran)
+  std::optional<ScheduleTime> started;  // when the process started (its on_start ran)
   nlohmann::json outputs = nlohmann::json::object();
 };
 
@@ -471,14 +470,12 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
               // the record's cost is not in the start's delay.
               process.on_start = [&observer, &report, &completion] {
                 completion.started = ScheduleClock::now();
-                completion.did_start = true;
                 observer.run_started(report);
               };
               process.on_line = [&observer, &report](std::string_view line) {
                 observer.run_output(report, line);
               };
               completion.outcome = runner_.run(process, kill);
-              if (!completion.did_start) completion.started = ScheduleClock::now();
               if (completion.outcome.started) {
                 completion.outputs =
                     read_service_outputs(prepared.service.spec, where.service_dir() / "output.json",
@@ -493,7 +490,6 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
               completion.outcome = ProcessOutcome{};
               completion.outcome.start_error =
                   std::string("the agent failed while running it: ") + e.what();
-              if (!completion.did_start) completion.started = ScheduleClock::now();
             }
             std::lock_guard lock(mailbox.mutex);
             mailbox.done.push_back(std::move(completion));
@@ -502,7 +498,6 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
     } catch (const std::exception& e) {
       Completion completion;
       completion.key = key;
-      completion.started = ScheduleClock::now();
       completion.outcome.start_error = std::string("no thread for the run: ") + e.what();
       std::lock_guard lock(mailbox.mutex);
       mailbox.done.push_back(std::move(completion));
@@ -535,8 +530,8 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
       RunReport report = std::move(run.report);
       report.outcome = std::move(completion.outcome);
       report.outputs = std::move(completion.outputs);
-      if (completion.did_start && !report.setup)
-        report.start_delay = completion.started - (schedule_start + report.planned);
+      if (completion.started && !report.setup)
+        report.start_delay = *completion.started - (schedule_start + report.planned);
       judge(report, run.prepared->service.spec);
       active.erase(it);
       ended.push_back(std::move(report));
@@ -588,7 +583,7 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
       const bool ok = ended.status == RecordStatus::success;
       const std::string why = ended.summary;
       finish(std::move(ended));
-      const std::string name = setup.service.spec_file.parent_path().filename().string();
+      const std::string& name = plan_.description.setup_services[i];
       if (!ok && result.stopped_early) {
         result.error =
             "The orchestration was stopped by a signal while its setup service '" + name + "' ran.";
@@ -626,10 +621,10 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
         abort_now = mailbox.abort_requested && !abort_applied;
       }
       const ScheduleTime now = ScheduleClock::now();
-      for (auto& ended : collect(done)) {
-        schedule.finished(ended.event, now);
-        finish(std::move(ended));
-      }
+      // Recorded only after the runs due now have started: a record's files are written
+      // here, and must not add to their start delay.
+      auto ended = collect(done);
+      for (const auto& run : ended) schedule.finished(run.event, now);
       if (end_now) {
         end_applied = true;
         if (schedule.phase() == SchedulePhase::running && now < schedule.end()) {
@@ -661,6 +656,12 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
         return report;
       };
       auto step = schedule.advance(now);
+      for (const std::size_t event : step.stop) {
+        if (auto it = active.find(event); it != active.end()) it->second.stop_at_end();
+      }
+      for (const auto& planned : step.start)
+        launch(planned.event, plan_.events[planned.event], report_of(planned));
+      for (auto& run : ended) finish(std::move(run));
       for (const auto& planned : step.skipped) {
         RunReport report = report_of(planned);
         const auto interval =
@@ -668,11 +669,6 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
         judge_skip(report, interval);
         finish(std::move(report));
       }
-      for (const std::size_t event : step.stop) {
-        if (auto it = active.find(event); it != active.end()) it->second.stop_at_end();
-      }
-      for (const auto& planned : step.start)
-        launch(planned.event, plan_.events[planned.event], report_of(planned));
       if (schedule.phase() == SchedulePhase::done && active.empty()) break;
     }
   }

@@ -142,6 +142,8 @@ class Orchestrator {
   // Setups, the schedule, teardown. `end_early` (a first signal) ends the schedule now
   // and still runs the teardown; `abort` (a second) also stops every run and gives up
   // teardown runs not started.
+  // The plan it runs.
+  [[nodiscard]] const OrchestrationPlan& plan() const { return plan_; }
   OrchestrationResult run(OrchestrationObserver& observer, std::stop_token end_early,
                           std::stop_token abort);
 

@@ -18,8 +18,6 @@ class ServiceNotifier {
   // set, must be this process).
   ServiceNotifier();
 
-  // True when a service manager listens.
-  [[nodiscard]] bool active() const { return notify_ != nullptr; }
   // The interval of watchdog pings the manager expects (half its WatchdogSec), if any.
   [[nodiscard]] std::optional<std::chrono::milliseconds> watchdog_interval() const { return watchdog_interval_; }
 

@@ -92,7 +92,7 @@ std::unordered_set<std::string> Spool::task_keys() const {
       if (it->path().extension() != ".json") continue;
       auto body = read(it->path());
       if (!body) continue;
-      if (auto key = payload_identity_key(*body)) keys.insert(std::move(*key));
+      if (const auto identity = payload_identity(*body)) keys.insert(identity_key(*identity));
     }
   }
   return keys;

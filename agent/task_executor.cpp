@@ -1,12 +1,7 @@
 #include "agent/task_executor.hpp"
 
-#include <fcntl.h>
 #include <fnmatch.h>
-#include <sys/file.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 
 #include <algorithm>
 #include <cmath>
@@ -15,7 +10,6 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "agent/fd.hpp"
 #include "agent/orchestration_run.hpp"
 #include "agent/report_watcher.hpp"
 #include "agent/service_launch.hpp"
@@ -393,7 +387,7 @@ ResultPayload TaskExecutor::run_orchestration(const Task& task, const fs::path& 
   // The cancel token (the agent shutting down) ends the schedule early; the teardown
   // events still run, each bounded by its service's timeout.
   Orchestrator orchestrator(*plan, runner_, run_dir / "orchestration", settings, process_cookie(slot_dir, task.identity));
-  const auto result = run_orchestration_recorded(*plan, orchestrator, recorder, cancel, std::stop_token(),
+  const auto result = run_orchestration_recorded(orchestrator, recorder, cancel, std::stop_token(),
                                                  {{"file://" + task_results.string(), "results"}});
   return orchestration_payload(result, *plan, settings.strict, settings_.payload);
 }
@@ -413,10 +407,9 @@ Result<ResultPayload> TaskExecutor::orchestrate(OrchestrationDescription descrip
   fs::create_directories(folder.parent_path(), ec);
   fs::create_directories(results, ec);
   const fs::path lock_path = folder.string() + ".lock";
-  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd < 0) return make_error("cannot open " + lock_path.string() + ": " + std::strerror(errno));
-  const Fd lock(lock_fd);
-  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+  auto lock = lock_file(lock_path);
+  if (!lock) return lock.error();
+  if (!lock->has_value()) {
     return make_error("the orchestration '" + test_name + "' is already running with the work folder " +
                       work_dir.string() + " (" + lock_path.string() + " is locked)");
   }
@@ -428,7 +421,7 @@ Result<ResultPayload> TaskExecutor::orchestrate(OrchestrationDescription descrip
                         &layout_io_);
   recorder.start_task(test_name);
   Orchestrator orchestrator(*plan, runner_, folder, settings);
-  const auto result = run_orchestration_recorded(*plan, orchestrator, recorder, std::move(end_early), std::move(abort),
+  const auto result = run_orchestration_recorded(orchestrator, recorder, std::move(end_early), std::move(abort),
                                                  {{"file://" + results.string(), "results"}});
   recorder.end_task(orchestration_status(result));
   return orchestration_payload(result, *plan, settings.strict, settings_.payload);

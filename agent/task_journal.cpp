@@ -1,7 +1,6 @@
 #include "agent/task_journal.hpp"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,7 +9,6 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
-#include <thread>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
@@ -61,46 +59,31 @@ std::optional<HeldTask> read_held(const fs::path& file, int slot) {
 
 }  // namespace
 
-std::optional<std::string> payload_identity_key(std::string_view payload) {
+std::optional<TaskIdentity> payload_identity(std::string_view payload) {
   const json document = parse_json_bounded(payload);
   if (!document.is_object()) return std::nullopt;
-  if (auto it = document.find("id"); it != document.end()) return "id:" + it->dump();
-  if (auto it = document.find("attempt"); it != document.end()) return "attempt:" + it->dump();
+  if (auto it = document.find("id"); it != document.end()) return TaskIdentity{Dialect::flat, *it};
+  if (auto it = document.find("attempt"); it != document.end()) return TaskIdentity{Dialect::nested, *it};
   return std::nullopt;
 }
 
 TaskJournal::TaskJournal(fs::path dir, std::size_t remember)
     : dir_(std::move(dir)), remember_(remember) {}
 
-TaskJournal::~TaskJournal() {
-  if (lock_fd_ >= 0) ::close(lock_fd_);
-}
+TaskJournal::~TaskJournal() = default;
 
 Result<void> TaskJournal::lock(std::chrono::milliseconds patience) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec)
     return make_error("cannot create the journal folder " + dir_.string() + ": " + ec.message());
-  const auto path = dir_ / "lock";
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return make_error("cannot open " + path.string() + ": " + std::strerror(errno));
-  const auto give_up_at = std::chrono::steady_clock::now() + patience;
-  int locked = 0;
-  // Start-up, before any event loop: a short sleep between tries blocks nothing else.
-  while ((locked = ::flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EWOULDBLOCK &&
-         std::chrono::steady_clock::now() < give_up_at) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto locked = lock_file(dir_ / "lock", patience);
+  if (!locked) return locked.error();
+  if (!locked->has_value()) {
+    return make_error("another runner is using the work folder " + dir_.parent_path().string() +
+                      "; give each agent a --work-dir of its own");
   }
-  if (locked != 0) {
-    const int why = errno;
-    ::close(fd);
-    if (why == EWOULDBLOCK) {
-      return make_error("another runner is using the work folder " + dir_.parent_path().string() +
-                        "; give each agent a --work-dir of its own");
-    }
-    return make_error("cannot lock " + path.string() + ": " + std::strerror(why));
-  }
-  lock_fd_ = fd;
+  lock_ = std::move(**locked);
   return {};
 }
 

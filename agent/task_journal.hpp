@@ -34,8 +34,8 @@ struct HeldTask {
   std::string taken_at;  // UTC, ISO 8601
 };
 
-// The identity key of a result payload (its top-level "id" or "attempt"), if it has one.
-std::optional<std::string> payload_identity_key(std::string_view payload);
+// The task a result payload answers (its top-level "id" or "attempt"), if it names one.
+std::optional<TaskIdentity> payload_identity(std::string_view payload);
 
 class TaskJournal {
  public:
@@ -76,7 +76,7 @@ class TaskJournal {
   std::deque<std::string> order_;          // oldest first
   std::unordered_set<std::string> taken_;  // the same keys, for lookup
   std::size_t log_lines_ = 0;              // lines in taken.log, compacted when it doubles
-  int lock_fd_ = -1;                       // open while this process owns the journal
+  Fd lock_;                                // held while this process owns the journal
 };
 
 }  // namespace proctor

@@ -1,11 +1,13 @@
 #include "agent/workspace.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <thread>
 
 #include "common/text.hpp"
 
@@ -45,6 +47,19 @@ Result<void> copy_tree(const fs::path& from, const fs::path& to) {
   }
   if (ec) return make_error("cannot read the folder " + from.string() + ": " + ec.message());
   return {};
+}
+
+Result<std::optional<Fd>> lock_file(const fs::path& path, std::chrono::milliseconds patience) {
+  Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd.valid()) return make_error("cannot open " + path.string() + ": " + std::strerror(errno));
+  const auto give_up_at = std::chrono::steady_clock::now() + patience;
+  // Called at start-up, off any event loop: a short sleep between tries blocks nothing else.
+  while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) return make_error("cannot lock " + path.string() + ": " + std::strerror(errno));
+    if (std::chrono::steady_clock::now() >= give_up_at) return std::optional<Fd>();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return std::optional<Fd>(std::move(fd));
 }
 
 std::string process_cookie(const fs::path& slot_dir, const TaskIdentity& identity) {

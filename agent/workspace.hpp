@@ -3,9 +3,12 @@
 // A slot owns {work-dir}/slots/{n}: `repos/` caches submission clones across tasks,
 // `run/` is wiped at the start of every task and holds that task's files.
 
+#include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string_view>
 
+#include "agent/fd.hpp"
 #include "common/result.hpp"
 #include "common/task.hpp"
 
@@ -33,6 +36,11 @@ class SlotWorkspace {
  private:
   std::filesystem::path root_;
 };
+
+// An exclusive flock on `path` (created when missing), held while the returned Fd lives.
+// Waits up to `patience` while another process holds it, then gives nullopt; an error
+// when the file cannot be opened or locked.
+Result<std::optional<Fd>> lock_file(const std::filesystem::path& path, std::chrono::milliseconds patience = {});
 
 // The cookie that marks the processes of `identity`'s run in the slot at `slot_dir`
 // (ProcessSpec::cookie): derived, not random, so a restarted agent finds the same one.

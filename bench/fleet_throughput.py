@@ -22,6 +22,15 @@ sys.path.insert(0, str(root / "tests" / "integration"))
 sys.path.insert(0, str(root / "tests" / "fleet"))
 
 
+def stop(agents):
+    """SIGTERM to every agent still running, then waits for each."""
+    for agent in agents:
+        if agent.poll() is None:
+            agent.send_signal(signal.SIGTERM)
+    for agent in agents:
+        agent.wait(timeout=60)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("build_dir", type=pathlib.Path)
@@ -40,6 +49,7 @@ def main():
             tmp = pathlib.Path(tmp)
             repo, service, _ = make_fleet_fixtures(tmp)
             backend = conftest.Backend(tmp, [], ["--log-level", "warn"])
+            agents = []
             try:
                 backend.post("/admin/tasks", [{"id": f"t{i}", "repositoryUrl": f"file://{repo}"}
                                               for i in range(args.tasks)])
@@ -48,14 +58,12 @@ def main():
                 conftest.wait_until(lambda: backend.get("/admin/stats")["results"] >= args.tasks, timeout=1800,
                                     what="every result")
                 elapsed = time.monotonic() - started
-                for agent in agents:
-                    agent.send_signal(signal.SIGTERM)
-                for agent in agents:
-                    agent.wait(timeout=60)
+                stop(agents)
                 stats = backend.get("/admin/stats")
                 assert stats["duplicate_results"] == 0 and stats["results"] == args.tasks, stats
                 shares = sorted(v["tasks"] for v in stats["by_agent"].values())
             finally:
+                stop(agents)  # also when a round failed: no agent outlives the bench
                 backend.stop()
         print(f"{count:>6} {count * args.slots:>5} {elapsed:>8.2f} {args.tasks / elapsed:>8.1f} {str(shares):>24}")
 

@@ -87,8 +87,8 @@ std::vector<std::uint64_t> Histogram::cumulative() const {
 }
 
 const char* task_result_label(bool error, bool passed) {
-  if (error) return "error";
-  return passed ? "passed" : "failed";
+  if (error) return kTaskResults[2];
+  return passed ? kTaskResults[0] : kTaskResults[1];
 }
 
 std::string render_prometheus(const MetricsSnapshot& snapshot) {
@@ -105,7 +105,7 @@ std::string render_prometheus(const MetricsSnapshot& snapshot) {
 
   out.single("proctor_slots", "gauge", "Task slots configured (--concurrent).", static_cast<std::uint64_t>(snapshot.slots));
   out.family("proctor_slots_in_state", "gauge", "Slots by what they are doing now.");
-  for (const char* state : {"polling", "idle", "running", "delivering", "done"}) {
+  for (const char* state : kSlotStates) {
     const auto it = snapshot.slots_by_state.find(state);
     const int count = it == snapshot.slots_by_state.end() ? 0 : it->second;
     out.sample("proctor_slots_in_state", std::string("state=\"") + state + "\"", static_cast<std::uint64_t>(count));
@@ -114,7 +114,7 @@ std::string render_prometheus(const MetricsSnapshot& snapshot) {
   out.single("proctor_tasks_taken_total", "counter", "Tasks taken from the backend (each is answered).",
              counters.tasks_taken);
   out.family("proctor_tasks_finished_total", "counter", "Tasks finished, by result: passed, failed or error.");
-  for (const char* result : {"passed", "failed", "error"}) {
+  for (const char* result : kTaskResults) {
     const auto it = counters.tasks_finished.find(result);
     out.sample("proctor_tasks_finished_total", std::string("result=\"") + result + "\"",
                it == counters.tasks_finished.end() ? 0 : it->second);

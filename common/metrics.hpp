@@ -3,12 +3,18 @@
 // format 0.0.4) for `--metrics-address`. Pure: the daemon updates an AgentCounters on its
 // event loop and renders a MetricsSnapshot there; no locks, no I/O.
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
 namespace proctor {
+
+// What a slot may be doing, as /metrics names it (the daemon's SlotState, in its order).
+inline constexpr std::array<const char*, 5> kSlotStates = {"polling", "idle", "running", "delivering", "done"};
+// How a finished task ended, as /metrics names it (task_result_label).
+inline constexpr std::array<const char*, 3> kTaskResults = {"passed", "failed", "error"};
 
 // A Prometheus histogram: counts by upper bound, plus the sum and count of observations.
 class Histogram {

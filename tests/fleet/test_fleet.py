@@ -12,10 +12,9 @@ import signal
 import subprocess
 import sys
 
-import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "integration"))
-from conftest import RUNNER, Backend, git_repo, wait_until  # noqa: E402
+from conftest import RUNNER, backend, git_repo, wait_until  # noqa: E402,F401
 
 TASKS = int(os.environ.get("FLEET_TASKS", "2000"))
 AGENTS = 8
@@ -51,14 +50,8 @@ def start_agents(tmp_path, url, service, count, slots):
     return agents
 
 
-@pytest.fixture
-def mock(tmp_path):
-    backend = Backend(tmp_path, [], ["--log-level", "warn"])
-    yield backend
-    backend.stop()
-
-
-def test_eight_agents_run_2000_tasks_each_exactly_once(tmp_path, mock):
+def test_eight_agents_run_2000_tasks_each_exactly_once(tmp_path, backend):
+    mock = backend([], "--log-level", "warn")
     repo, service, runs = make_fleet_fixtures(tmp_path)
     ids = [f"fleet-{i}" for i in range(TASKS)]
     mock.post("/admin/tasks", [{"id": task, "repositoryUrl": f"file://{repo}"} for task in ids])

@@ -17,6 +17,7 @@ SOURCE_DIR = pathlib.Path(os.environ.get("PROCTOR_SOURCE_DIR", pathlib.Path(__fi
 RUNNER = BUILD_DIR / "agent" / "runner"
 MOCK_BACKEND = BUILD_DIR / "mock_backend" / "mock_backend"
 SYSTEM_PYTHON = "/usr/bin/python3"
+SERVICES_DIR = "services"  # below tmp_path: where make_service(name=...) puts a named service
 
 
 class Backend:
@@ -109,13 +110,14 @@ def make_repo(tmp_path):
 
 @pytest.fixture
 def make_service(tmp_path):
-    """make_service(yaml, files) writes a service folder."""
+    """make_service(yaml, files, name=None) writes a service folder; a named one goes in
+    tmp_path/"services" (SERVICES_DIR), the folder --services takes."""
     counter = [0]
 
-    def create(spec, files=None):
+    def create(spec, files=None, name=None):
         counter[0] += 1
-        folder = tmp_path / f"service{counter[0]}"
-        folder.mkdir()
+        folder = tmp_path / SERVICES_DIR / name if name else tmp_path / f"service{counter[0]}"
+        folder.mkdir(parents=True)
         (folder / "service.yaml").write_text(textwrap.dedent(spec))
         for path, content in (files or {}).items():
             target = folder / path

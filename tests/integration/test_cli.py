@@ -6,7 +6,7 @@ import subprocess
 import uuid
 
 from conftest import (PYTEST_SERVICE_FILES, PYTEST_SERVICE_YAML, PYTHON_SUBMISSION_GOOD, RUNNER, SOURCE_DIR,
-                      SYSTEM_PYTHON, processes_with, wait_for_line)
+                      SYSTEM_PYTHON, processes_with, wait_for_line, wait_until)
 
 PYTEST_REPORT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" errors="0" failures="1" skipped="1" tests="3" time="1.5">
@@ -88,7 +88,8 @@ def test_exec_stops_the_task_on_sigterm_and_prints_its_error_payload(tmp_path, m
                                str(tmp_path / "work"), "--allow-schemes", "file", "--kill-grace", "1"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for_line(runner.stderr, "running service")
+        wait_for_line(runner.stderr, "running service")  # logged just before the process starts
+        wait_until(lambda: processes_with(marker), what="the service running")
         runner.send_signal(signal.SIGTERM)
         out, err = runner.communicate(timeout=30)
     finally:

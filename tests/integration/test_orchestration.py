@@ -5,19 +5,15 @@ orchestration, and the input errors found before anything starts."""
 import json
 import pathlib
 import signal
-import textwrap
 import uuid
 
 from conftest import SYSTEM_PYTHON, processes_with, wait_for_line, wait_until
 
 
-def write_services(root, services):
+def write_services(make_service, services):
     """services: name -> service.yaml text. Returns the services folder."""
-    folder = root / "services"
-    for name, spec in services.items():
-        (folder / name).mkdir(parents=True)
-        (folder / name / "service.yaml").write_text(textwrap.dedent(spec))
-    return folder
+    folders = [make_service(spec, name=name) for name, spec in services.items()]
+    return folders[0].parent
 
 
 def write_description(root, description):
@@ -32,9 +28,9 @@ def by_name(payload):
     return {case["name"].split("::", 1)[-1]: case for case in payload["testResults"]}
 
 
-def test_ten_seconds_with_an_overlapping_event_and_a_teardown_event(run_runner, tmp_path):
+def test_ten_seconds_with_an_overlapping_event_and_a_teardown_event(make_service, run_runner, tmp_path):
     marker = f"proctor-orch-{uuid.uuid4().hex}"
-    services = write_services(tmp_path, {
+    services = write_services(make_service, {
         "tick": """\
             cmd: echo tick ${label}
             item_properties:
@@ -99,8 +95,8 @@ def test_ten_seconds_with_an_overlapping_event_and_a_teardown_event(run_runner, 
     assert run["start_delay_ms"] >= 0
 
 
-def test_strict_fails_an_orchestration_with_a_skipped_run(run_runner, tmp_path):
-    services = write_services(tmp_path, {"slow": "cmd: sleep 1.5\n"})
+def test_strict_fails_an_orchestration_with_a_skipped_run(make_service, run_runner, tmp_path):
+    services = write_services(make_service, {"slow": "cmd: sleep 1.5\n"})
     description = write_description(tmp_path, {"test_name": "strict", "total_hours": 1.2 / 3600,
                                                "events": [{"name": "slow", "interval_sec": 0.5}]})
 
@@ -112,9 +108,9 @@ def test_strict_fails_an_orchestration_with_a_skipped_run(run_runner, tmp_path):
     assert "the previous run was still going" in cases["slow #2"]["description"]
 
 
-def test_sigterm_ends_early_stops_every_run_and_still_runs_the_teardown(start_runner, tmp_path):
+def test_sigterm_ends_early_stops_every_run_and_still_runs_the_teardown(make_service, start_runner, tmp_path):
     marker = f"proctor-orch-{uuid.uuid4().hex}"
-    services = write_services(tmp_path, {
+    services = write_services(make_service, {
         "tick": "cmd: echo tick\n",
         "long": f"""\
             cmd: {SYSTEM_PYTHON} -c "import time; time.sleep(600)" {marker}
@@ -146,8 +142,8 @@ def test_sigterm_ends_early_stops_every_run_and_still_runs_the_teardown(start_ru
     assert not processes_with(marker)
 
 
-def test_input_errors_are_found_before_anything_starts(run_runner, tmp_path):
-    services = write_services(tmp_path, {"tick": """\
+def test_input_errors_are_found_before_anything_starts(make_service, run_runner, tmp_path):
+    services = write_services(make_service, {"tick": """\
         cmd: echo ${count}
         item_properties:
         - key: count
@@ -175,9 +171,9 @@ def test_input_errors_are_found_before_anything_starts(run_runner, tmp_path):
     assert done.returncode == 2 and "no description file" in done.stderr
 
 
-def test_a_task_names_an_orchestration(backend, make_repo, run_runner, tmp_path):
+def test_a_task_names_an_orchestration(make_service, backend, make_repo, run_runner, tmp_path):
     repo = make_repo({"README": "submission\n"})
-    services = write_services(tmp_path, {
+    services = write_services(make_service, {
         # The submission is there for every event, as for a service.
         "check": "cmd: test -f ${repository_dir}/README && echo submission seen\n",
         "collect": "cmd: echo lab ${laboratory_number}\n",

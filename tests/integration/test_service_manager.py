@@ -7,7 +7,6 @@ import re
 import signal
 import socket
 import subprocess
-import textwrap
 import urllib.error
 import urllib.request
 
@@ -93,25 +92,12 @@ def metric(text, name, labels=""):
     return float(match.group(1))
 
 
-def named_services(tmp_path, services):
-    """A --services folder: {name: (yaml, files)}."""
-    root = tmp_path / "services"
-    for name, (spec, files) in services.items():
-        folder = root / name
-        folder.mkdir(parents=True)
-        (folder / "service.yaml").write_text(textwrap.dedent(spec))
-        for file, content in files.items():
-            (folder / file).parent.mkdir(parents=True, exist_ok=True)
-            (folder / file).write_text(textwrap.dedent(content))
-    return root
-
-
 def test_metrics_count_tasks_by_result_and_healthz_turns_503_while_stopping(tmp_path, backend, make_repo,
-                                                                            start_runner):
+                                                                            make_service, start_runner):
     good = make_repo(PYTHON_SUBMISSION_GOOD)
     buggy = make_repo(PYTHON_SUBMISSION_BUGGY)
-    services = named_services(tmp_path, {"pytest": (PYTEST_SERVICE_YAML, PYTEST_SERVICE_FILES),
-                                         "sleepy": ("cmd: sleep 120\n", {})})
+    make_service(PYTEST_SERVICE_YAML, PYTEST_SERVICE_FILES, name="pytest")
+    services = make_service("cmd: sleep 120\n", name="sleepy").parent
     b = backend([{"id": "good", "repositoryUrl": f"file://{good}", "service": "pytest"},
                  {"id": "buggy", "repositoryUrl": f"file://{buggy}", "service": "pytest"},
                  {"id": "nowhere", "repositoryUrl": f"file://{tmp_path}/missing", "service": "pytest"}])

@@ -62,8 +62,7 @@ def test_probes_ask_the_metrics_endpoint_on_the_container_port():
 
 def test_the_config_map_is_the_file_the_runner_reads(runner, tmp_path):
     docs = documents()
-    _, c = container()
-    pod, _ = container()
+    pod, c = container()
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     mount = mounts[argument(c, "config")]
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])

@@ -3,7 +3,10 @@ task and result requests faulted (500, 429 with Retry-After, answers slower than
 agent's request timeout, bodies cut mid-way, garbage, closed connections, tasks handed
 out twice) and the agent killed with SIGKILL twice along the way. Every task's result
 must be recorded exactly once (the mock counts duplicates by identity), and no process
-of any service may survive. Bounded: it fails past SOAK_DEADLINE seconds (default 170).
+of any service may survive. It fails at once if the agent dies, and if no new result comes
+for SOAK_STALL seconds (default 60: past the mock's 10 s requeue and the agent's longest
+backoff many times over); how long it takes on the whole is a figure, bounded only by
+CTest's timeout, since a slower machine is not a fault.
 
 The figures (tasks, faults, restarts, results, duplicates, lost, agent RSS) are printed
 and written to soak-figures.json in the build folder."""
@@ -17,15 +20,14 @@ import sys
 import time
 import uuid
 
-import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "integration"))
-from conftest import BUILD_DIR, RUNNER, Backend, git_repo, processes_with, wait_until  # noqa: E402
+from conftest import BUILD_DIR, RUNNER, backend, git_repo, processes_with  # noqa: E402,F401
 
 TASKS = int(os.environ.get("SOAK_TASKS", "1000"))
 SLOTS = 4
 CHAOS = "0.2"
-DEADLINE = float(os.environ.get("SOAK_DEADLINE", "170"))
+STALL = float(os.environ.get("SOAK_STALL", "60"))
 
 
 def rss_kib(pid):
@@ -35,16 +37,10 @@ def rss_kib(pid):
     return 0
 
 
-@pytest.fixture
-def mock(tmp_path):
-    """The mock backend with 20% of the task and result requests faulted; stopped at the end."""
-    backend = Backend(tmp_path, [], ["--log-level", "warn", "--chaos", CHAOS, "--chaos-seed", "5",
-                                     "--slow-ms", "1500", "--retry-after", "1", "--task-timeout", "10"])
-    yield backend
-    backend.stop()
-
-
-def test_soak_1000_tasks_with_faults_and_two_kills(tmp_path, mock):
+def test_soak_1000_tasks_with_faults_and_two_kills(tmp_path, backend):
+    # The mock backend with 20% of the task and result requests faulted (stopped by the fixture).
+    mock = backend([], "--log-level", "warn", "--chaos", CHAOS, "--chaos-seed", "5", "--slow-ms", "1500",
+                   "--retry-after", "1", "--task-timeout", "10")
     marker = uuid.uuid4().int % 900000 + 100000
     repo = git_repo(tmp_path / "repo", {"README": "soak\n"})
     service = tmp_path / "service"
@@ -71,22 +67,37 @@ def test_soak_1000_tasks_with_faults_and_two_kills(tmp_path, mock):
              "--kill-grace", "1", "--logger-level", "warning", "--no-results-layout", "--no-events"],
             stdout=subprocess.DEVNULL, stderr=log)
 
-    def distinct_results():
-        return mock.get("/admin/stats")["distinct_results"]
+    def log_tail():
+        return "".join((tmp_path / "runner.log").read_text(errors="replace").splitlines(keepends=True)[-40:])
 
     started = time.monotonic()
-    deadline = started + DEADLINE
 
     def wait_for_results(count, what):
-        wait_until(lambda: distinct_results() >= count, timeout=max(0.0, deadline - time.monotonic()),
-                   what=lambda: f"{what} before the soak deadline passed: {mock.get('/admin/stats')}")
+        # Waits as long as results keep coming: STALL seconds without a new one fail, a slow
+        # machine does not. An agent that died (a sanitizer report, a crash) fails at once.
+        seen, progressed = -1, time.monotonic()
+        while True:
+            stats = mock.get("/admin/stats")
+            if agent.poll() is not None:
+                raise AssertionError(f"the agent exited with {agent.returncode} while waiting for {what}: "
+                                     f"{stats}\nits log ends:\n{log_tail()}")
+            if stats["distinct_results"] >= count:
+                return
+            if stats["distinct_results"] > seen:
+                seen, progressed = stats["distinct_results"], time.monotonic()
+            elif time.monotonic() - progressed >= STALL:
+                raise AssertionError(f"no new result for {STALL:g} s while waiting for {what}: {stats}\n"
+                                     f"the agent's log ends:\n{log_tail()}")
+            time.sleep(0.05)  # between polls of the mock
 
     agent = start_agent()
     restarts = 0
+    phases = {}  # seconds from the start to each kill: a restart that runs slower shows here
     rss_start = rss_end = 0
     try:
         for kill_at in (TASKS * 3 // 10, TASKS * 65 // 100):
             wait_for_results(kill_at, f"{kill_at} results")
+            phases[f"killed_at_{kill_at}"] = round(time.monotonic() - started, 1)
             agent.kill()  # SIGKILL, in the middle of whatever it was doing
             agent.wait()
             agent = start_agent()
@@ -115,7 +126,8 @@ def test_soak_1000_tasks_with_faults_and_two_kills(tmp_path, mock):
         "lost": len(set(ids) - set(per_id)), "replayed_deliveries": stats["replayed_deliveries"],
         "tasks_requeued": stats.get("tasks_requeued", 0), "tasks_duplicated": stats["tasks_duplicated"],
         "errored_results": sum(1 for r in recorded if r["isError"]),
-        "agent_rss_kib_start": rss_start, "agent_rss_kib_end": rss_end, "seconds": round(elapsed, 1)}
+        "agent_rss_kib_start": rss_start, "agent_rss_kib_end": rss_end, "phase_seconds": phases,
+        "seconds": round(elapsed, 1)}
     print(json.dumps(figures, indent=1))
     (BUILD_DIR / "soak-figures.json").write_text(json.dumps(figures, indent=1) + "\n")
 

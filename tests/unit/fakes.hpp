@@ -36,7 +36,6 @@ class RecordingFetcher final : public Fetcher {
   std::string fail_with;  // non-empty: every fetch fails with this message
 };
 
-// A ProcessRunner that records specs and lets the test play the service.
 // The value of environment variable `name` in `spec` ("" when unset).
 inline std::string env_of(const ProcessSpec& spec, const std::string& name) {
   for (const auto& [key, value] : spec.env) {
@@ -45,6 +44,7 @@ inline std::string env_of(const ProcessSpec& spec, const std::string& name) {
   return {};
 }
 
+// A ProcessRunner that records specs and lets the test play the service.
 class RecordingProcessRunner final : public ProcessRunner {
  public:
   // Safe to call from several threads at once (an orchestration runs several processes):

@@ -493,7 +493,7 @@ TEST_SUITE("orchestrator") {
       TaskRecorder recorder(task, layout, &sink, sequence);
       recorder.start_task("t");
       Orchestrator orchestrator(plan, f.runner, f.dir / "work", f.settings);
-      const auto result = run_orchestration_recorded(plan, orchestrator, recorder, {}, {});
+      const auto result = run_orchestration_recorded(orchestrator, recorder, {}, {});
       recorder.end_task(orchestration_status(result));
     }
     auto tests = read_whole_file(layout / "tests.json", "tests.json");
