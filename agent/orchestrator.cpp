@@ -621,7 +621,7 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
         abort_now = mailbox.abort_requested && !abort_applied;
       }
       const ScheduleTime now = ScheduleClock::now();
-      // Recorded only after the runs due now have started: a record's files are written
+      // Recorded only after the runs due now were launched: a record's files are written
       // here, and must not add to their start delay.
       auto ended = collect(done);
       for (const auto& run : ended) schedule.finished(run.event, now);

@@ -139,11 +139,12 @@ class Orchestrator {
   Orchestrator(const OrchestrationPlan& plan, ProcessRunner& runner, std::filesystem::path work_dir,
                OrchestrationSettings settings, std::string cookie = {});
 
+  // The plan it runs.
+  [[nodiscard]] const OrchestrationPlan& plan() const { return plan_; }
+
   // Setups, the schedule, teardown. `end_early` (a first signal) ends the schedule now
   // and still runs the teardown; `abort` (a second) also stops every run and gives up
   // teardown runs not started.
-  // The plan it runs.
-  [[nodiscard]] const OrchestrationPlan& plan() const { return plan_; }
   OrchestrationResult run(OrchestrationObserver& observer, std::stop_token end_early,
                           std::stop_token abort);
 

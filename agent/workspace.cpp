@@ -50,10 +50,11 @@ Result<void> copy_tree(const fs::path& from, const fs::path& to) {
 }
 
 Result<std::optional<Fd>> lock_file(const fs::path& path, std::chrono::milliseconds patience) {
-  Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  // Private to the agent's user: a runner under another user cannot share the folder.
+  Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd.valid()) return make_error("cannot open " + path.string() + ": " + std::strerror(errno));
   const auto give_up_at = std::chrono::steady_clock::now() + patience;
-  // Called at start-up, off any event loop: a short sleep between tries blocks nothing else.
+  // Sleeps only when patience > 0, which its callers ask for off any event loop.
   while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno != EWOULDBLOCK) return make_error("cannot lock " + path.string() + ": " + std::strerror(errno));
     if (std::chrono::steady_clock::now() >= give_up_at) return std::optional<Fd>();

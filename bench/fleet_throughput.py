@@ -13,6 +13,7 @@ import argparse
 import os
 import pathlib
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +29,11 @@ def stop(agents):
         if agent.poll() is None:
             agent.send_signal(signal.SIGTERM)
     for agent in agents:
-        agent.wait(timeout=60)
+        try:
+            agent.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # one that hangs is killed, so the backend still stops
+            agent.kill()
+            agent.wait()
 
 
 def main():
