@@ -5,16 +5,15 @@
 #include <cmath>
 #include <limits>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/asio_await.hpp"
+
 namespace proctor {
 
-namespace asio = boost::asio;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
@@ -131,7 +130,7 @@ asio::awaitable<AuthGrant> AuthSession::renew(std::string rejected, AuthExchange
 }
 
 asio::awaitable<AuthGrant> AuthSession::wait_for(std::shared_ptr<Attempt> attempt) {
-  if (!attempt->finished) co_await attempt->done.async_wait(asio::as_tuple(asio::use_awaitable));
+  if (!attempt->finished) co_await attempt->done.async_wait(use_tuple);
   co_return attempt->outcome;
 }
 

@@ -529,6 +529,12 @@ Source source_of(const std::string& name, const std::vector<std::string>& args,
   return Source::none;
 }
 
+// Options about the command line itself (--help, --version, --config): never a setting
+// that a config file holds or --print-config shows.
+bool is_command_line_option(std::string_view name) {
+  return name == "help" || name == "version" || name == "config";
+}
+
 // `runner --print-config`: every option of the agent as a config file would set it, after
 // defaults < config file < RUNNER_* < command line, each with where its value came from.
 // Secrets are masked; --config reads the output back (secrets aside) to the same values.
@@ -538,7 +544,7 @@ std::string printed_config(const CLI::App& app, const std::vector<std::string>& 
   for (const CLI::Option* option : app.get_options()) {
     if (option->get_lnames().empty()) continue;
     const std::string name = option->get_lnames().front();
-    if (name == "help" || name == "version" || name == "config" || name == "print-config") continue;
+    if (is_command_line_option(name) || name == "print-config") continue;
     std::string value = option->get_default_str();
     if (option->count() > 0) {
       const auto results = option->reduced_results();
@@ -718,9 +724,7 @@ int run_cli(int argc, char** argv) {
   std::vector<ConfigSetting> config;
   if (!options.config.empty()) {
     const auto known = [&app](const std::string& name) {
-      if (name == "config" || name == "help" || name == "version") return false;
-      const auto* option = app.get_option_no_throw("--" + name);
-      return option != nullptr;
+      return !is_command_line_option(name) && app.get_option_no_throw("--" + name) != nullptr;
     };
     auto read = read_config_file(options.config, known);
     if (!read) {

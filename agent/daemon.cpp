@@ -8,7 +8,6 @@
 #include <variant>
 #include <vector>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -16,7 +15,6 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -28,12 +26,12 @@
 #include "agent/task_journal.hpp"
 #include "agent/url.hpp"
 #include "agent/workspace.hpp"
+#include "common/asio_await.hpp"
 #include "common/metrics.hpp"
 #include "common/text.hpp"
 
 namespace proctor {
 
-namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using std::chrono::milliseconds;
 
@@ -43,8 +41,6 @@ int exit_code_for(const ResultPayload& payload) {
 }
 
 namespace {
-
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 // What a slot is doing, so shutdown knows what it may interrupt.
 enum class SlotState { polling, idle, running, delivering, done };
@@ -86,6 +82,18 @@ class Agent {
       spdlog::critical("{}", locked.error().message);
       return exit_infrastructure;
     }
+    // A metrics address that is malformed or taken is a usage error: found before recovery
+    // kills or reports anything. Nothing is served before io_.run(), when the slots exist.
+    if (!settings_.metrics_address.empty()) {
+      auto server = MetricsServer::start(io_.get_executor(), settings_.metrics_address, endpoint_content());
+      if (!server) {
+        spdlog::critical("{}", server.error().message);
+        return exit_usage;
+      }
+      metrics_ = std::move(server).value();
+      spdlog::info("metrics at http://{}/metrics, health at /healthz (port {})", settings_.metrics_address,
+                   metrics_->port());
+    }
     if (auto reaper = become_child_subreaper(); !reaper) spdlog::warn("{}", reaper.error().message);
     recover_held_tasks();
     schedule_reaping();
@@ -100,16 +108,6 @@ class Agent {
       } else {
         spdlog::error("no event stream: {}", server.error().message);
       }
-    }
-    if (!settings_.metrics_address.empty()) {
-      auto server = MetricsServer::start(io_.get_executor(), settings_.metrics_address, endpoint_content());
-      if (!server) {
-        spdlog::critical("{}", server.error().message);
-        return exit_usage;
-      }
-      metrics_ = std::move(server).value();
-      spdlog::info("metrics at http://{}/metrics, health at /healthz (port {})", settings_.metrics_address,
-                   metrics_->port());
     }
     wait_for_signal();
     // Logged only once SIGINT/SIGTERM are handled (signals_ is built with this object): a
@@ -355,9 +353,8 @@ class Agent {
   // answered once as far as the backend can tell, whatever this agent sends later (an
   // "agent stopped" payload after a kill -9 that raced a delivery, say). A payload with no
   // identity (never made here) falls back to its spool entry, else a random key.
-  std::string idempotency_key(const std::optional<std::string>& task_key,
-                              const std::optional<std::filesystem::path>& entry) {
-    if (task_key) return "proctor-" + stable_digest("result of " + *task_key);
+  std::string idempotency_key(const TaskIdentity* task, const std::optional<std::filesystem::path>& entry) {
+    if (task) return "proctor-" + stable_digest("result of " + identity_key(*task));
     if (entry) return entry->stem().string();
     std::uniform_int_distribution<uint64_t> bits;
     return fmt::format("mem-{:016x}{:016x}", bits(rng_), bits(rng_));
@@ -539,17 +536,18 @@ class Agent {
   // is not delivered when the agent stops stays in the spool for the next start.
   asio::awaitable<void> deliver(Slot& slot, const TaskIdentity& identity, const SpooledPayload& spooled) {
     slot.state = SlotState::delivering;
-    const bool settled = co_await deliver_spooled(*slot.client, slot.timer, identity.text(), spooled.body, spooled.entry,
-                                                  identity_key(identity));
+    const bool settled = co_await deliver_spooled(*slot.client, slot.timer, &identity, spooled.body, spooled.entry);
     if (settled && spooled.held_by) asio::post(spool_io_, [this, held = *spooled.held_by] { journal_.release(held); });
   }
 
-  // `task_key` is the identity_key of the task the payload answers, when known.
-  asio::awaitable<bool> deliver_spooled(BackendClient& client, asio::steady_timer& timer, const std::string& identity,
-                                        const std::string& body, const std::optional<std::filesystem::path>& entry,
-                                        const std::optional<std::string>& task_key) {
+  // `task` is the task the payload answers, null when it names none (a spooled file's
+  // payload that was not a task's).
+  asio::awaitable<bool> deliver_spooled(BackendClient& client, asio::steady_timer& timer, const TaskIdentity* task,
+                                        const std::string& body, const std::optional<std::filesystem::path>& entry) {
     const auto give_up = [this] { return hard_stopped_ || (stopping_ && shutdown_deadline_passed()); };
-    const std::string key = idempotency_key(task_key, entry);
+    // Logs name the task by its identity, else by the spool file.
+    const std::string identity = task != nullptr ? task->text() : entry ? entry->filename().string() : std::string();
+    const std::string key = idempotency_key(task, entry);
     for (int attempt = 0;; ++attempt) {
       if (hard_stopped_) break;  // stop at once: the payload is already spooled
       // The same key on every attempt, after a restart, and for any later payload of the
@@ -631,13 +629,8 @@ class Agent {
       ~ForgetTimer() { pointer = nullptr; }
     } forget{flusher_timer_};
     for (const auto& spooled : entries) {
-      // Logs name the task by its identity, else by the spool file. Named locals, not
-      // conditional temporaries in the co_await: GCC 12 destroys those twice.
-      const std::string name = spooled.task ? spooled.task->text() : spooled.path.filename().string();
-      std::optional<std::string> task_key;
-      if (spooled.task) task_key = identity_key(*spooled.task);
-      const bool settled =
-          co_await deliver_spooled(*flusher_client_, timer, name, spooled.body, spooled.path, task_key);
+      const TaskIdentity* task = spooled.task ? &*spooled.task : nullptr;
+      const bool settled = co_await deliver_spooled(*flusher_client_, timer, task, spooled.body, spooled.path);
       if (!settled) break;
     }
   }

@@ -21,26 +21,22 @@
 #include <vector>
 
 #include <spdlog/spdlog.h>
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "common/asio_await.hpp"
 #include "common/event_client.hpp"
 
 namespace proctor {
 
-namespace asio = boost::asio;
 namespace fs = std::filesystem;
 using stream_protocol = asio::local::stream_protocol;
 
 namespace {
-
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 // One write takes up to this much of a client's queue: fewer system calls when it lags.
 constexpr std::size_t kMaxBatchLines = 256;

@@ -8,26 +8,23 @@
 #include <exception>
 #include <set>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/asio_await.hpp"
+
 namespace proctor {
 
-namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 namespace {
-
-constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
 
 EndpointReply text_reply(int status, std::string body) {
   return EndpointReply{status, "text/plain; charset=utf-8", std::move(body), {}};
@@ -101,16 +98,16 @@ asio::awaitable<void> MetricsServer::State::accept_loop() {
     if (connections.size() >= limits.max_connections) {
       // At the limit: further connections wait in the listen backlog until one ends.
       slots_free.expires_at(asio::steady_timer::time_point::max());
-      [[maybe_unused]] auto [ec] = co_await slots_free.async_wait(kAwait);
+      [[maybe_unused]] auto [ec] = co_await slots_free.async_wait(use_tuple);
       continue;
     }
-    auto [ec, socket] = co_await acceptor.async_accept(kAwait);
+    auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
     if (stopped) break;  // an accept that completed as stop() ran: its socket closes here
     if (ec) {
       if (stopped || !acceptor.is_open()) break;
       spdlog::warn("metrics endpoint: accepting a connection failed: {}", ec.message());
       asio::steady_timer pause(executor, std::chrono::milliseconds(100));  // out of descriptors: no spin
-      [[maybe_unused]] auto [pause_ec] = co_await pause.async_wait(kAwait);
+      [[maybe_unused]] auto [pause_ec] = co_await pause.async_wait(use_tuple);
       continue;
     }
     asio::co_spawn(executor, serve(std::move(socket)), [](const std::exception_ptr& error) {
@@ -145,7 +142,7 @@ asio::awaitable<void> MetricsServer::State::serve(tcp::socket socket) {
   http::request_parser<http::string_body> parser;
   parser.header_limit(static_cast<std::uint32_t>(limits.max_request_bytes));
   parser.body_limit(limits.max_request_bytes);
-  auto [read_ec, read_bytes] = co_await http::async_read(stream, buffer, parser, kAwait);
+  auto [read_ec, read_bytes] = co_await http::async_read(stream, buffer, parser, use_tuple);
   (void)read_bytes;
   if (!read_ec || read_ec == http::error::body_limit || read_ec == http::error::header_limit ||
       read_ec == http::error::buffer_overflow) {
@@ -168,7 +165,7 @@ asio::awaitable<void> MetricsServer::State::serve(tcp::socket socket) {
     response.body() = std::move(reply.body);
     response.prepare_payload();
     if (method == "HEAD") response.body().clear();  // Content-Length stays the GET's
-    auto [write_ec, written] = co_await http::async_write(stream, response, kAwait);
+    auto [write_ec, written] = co_await http::async_write(stream, response, use_tuple);
     (void)written;
     (void)write_ec;  // the client went away: nothing to tell it
   }

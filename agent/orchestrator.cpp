@@ -270,7 +270,7 @@ Result<OrchestrationPlan> plan_orchestration(OrchestrationDescription descriptio
     for (const auto& [key, value] : agent_inputs) prepared.inputs[key] = value;
     bool ok = true;
     for (const auto& [key, value] : params) {
-      if (key == "pid" || key == "junit_xml" || key.rfind("opereto_", 0) == 0) {
+      if (is_agent_set_input(key)) {
         problems.push_back(where + ": params '" + make_valid_utf8(key) +
                            "' is set by the agent for every run");
         ok = false;
@@ -441,8 +441,9 @@ OrchestrationResult Orchestrator::run(OrchestrationObserver& observer, std::stop
     ActiveRun& run = active[key];
     run.report = std::move(report);
     run.prepared = &prepared;
-    const EventFolders& where = launches.at(&prepared).folders;
-    const ProcessSpec& prepared_process = launches.at(&prepared).process;
+    const auto& event_launch = launches.at(&prepared);
+    const EventFolders& where = event_launch.folders;
+    const ProcessSpec& prepared_process = event_launch.process;
     try {
       run.thread =
           std::jthread([this, key, &prepared, &prepared_process, where, &test_name, &observer,

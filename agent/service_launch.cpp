@@ -40,6 +40,10 @@ Result<ServiceDefinition> load_named_service(const fs::path& services_dir, const
   return service;
 }
 
+bool is_agent_set_input(std::string_view key) {
+  return key == "pid" || key == "junit_xml" || key.starts_with("opereto_");
+}
+
 void add_builtin_inputs(ServiceInputs& inputs, const std::string& pid, const fs::path& service_dir,
                         double timeout_seconds, const fs::path& junit_xml) {
   inputs["pid"] = pid;

@@ -39,6 +39,10 @@ ServiceInputs default_inputs(const ServiceSpec& spec);
 // folder when there is none, the load error ("the service 'x' cannot be loaded: ...").
 Result<ServiceDefinition> load_named_service(const std::filesystem::path& services_dir, const std::string& name);
 
+// Whether `key` names an input add_builtin_inputs sets, or any opereto_ name (the agent's
+// own namespace): params from an orchestration may not set it.
+bool is_agent_set_input(std::string_view key);
+
 // Adds the inputs the agent sets for every run (SPEC §5.2): pid, opereto_workspace,
 // opereto_timeout (whole seconds, rounded up), opereto_execution_mode and junit_xml.
 void add_builtin_inputs(ServiceInputs& inputs, const std::string& pid, const std::filesystem::path& service_dir,

@@ -122,6 +122,11 @@ void TaskRecorder::start_task_locked(const std::string& name) {
   publish(event);
 }
 
+std::uint64_t TaskRecorder::step_parent() {
+  const Section& service = phase_section(Phase::service);
+  return service.seq != 0 ? service.seq : task_.seq;
+}
+
 TaskRecorder::Section& TaskRecorder::phase_section(Phase phase) {
   Section& section = phases_[phase];
   if (section.name.empty()) section.name = to_string(phase);
@@ -224,6 +229,7 @@ std::size_t TaskRecorder::add_cases(const fs::path& report_file, const Report& r
   }
 
   Section& service = phase_section(Phase::service);
+  const std::uint64_t parent = step_parent();
   for (std::size_t i = 0; i < cases.size(); ++i) {
     const TestCase& test_case = *cases[i];
     const std::string full_name = test_case.classname.empty() ? test_case.name : test_case.classname + "." + test_case.name;
@@ -233,7 +239,7 @@ std::size_t TaskRecorder::add_cases(const fs::path& report_file, const Report& r
     event.event = "start_section";
     event.type = "testcase";
     event.seq_num = section.seq;
-    event.parent_seq_num = service.seq != 0 ? service.seq : task_.seq;
+    event.parent_seq_num = parent;
     event.id = layout_ ? testnames[i] : full_name;
     event.name = full_name;
     if (!test_case.file.empty()) {
@@ -264,8 +270,7 @@ std::size_t TaskRecorder::start_step(const std::string& name, std::optional<nloh
   record.summary = name + ": running\n";
   Event event = open_section(section, "testcase", std::move(record));
   if (layout_) event.id = section.testname;  // unique, where two steps may share a name
-  const Section& service = phase_section(Phase::service);
-  if (service.seq != 0) event.parent_seq_num = service.seq;
+  event.parent_seq_num = step_parent();
   publish(event);
   steps_.push_back(std::move(section));
   return steps_.size() - 1;
@@ -286,8 +291,7 @@ void TaskRecorder::end_step(std::size_t step, RecordStatus status, const std::st
   phase_section(Phase::service).children.push_back(result);
   Event event =
       stop_section_event("testcase", section, layout_ ? section.testname : section.name, section.name, result);
-  const Section& service = phase_section(Phase::service);
-  if (service.seq != 0) event.parent_seq_num = service.seq;
+  event.parent_seq_num = step_parent();
   if (layout_) {
     event.logs = LogSpan{event.logfile, 0, section.log_bytes};
   }

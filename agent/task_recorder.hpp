@@ -114,6 +114,8 @@ class TaskRecorder {
   void append_section_log(Section& section, std::string_view line);
   void publish(const Event& event) const;
   Section& phase_section(Phase phase);
+  // The parent of a test case or step: the service phase once it started, else the task.
+  std::uint64_t step_parent();
   void start_task_locked(const std::string& name);
 
   std::string task_id_;

@@ -12,8 +12,6 @@ the figure is what one host gives, not how a fleet of hosts scales."""
 import argparse
 import os
 import pathlib
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,19 +19,6 @@ import time
 root = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(root / "tests" / "integration"))
 sys.path.insert(0, str(root / "tests" / "fleet"))
-
-
-def stop(agents):
-    """SIGTERM to every agent still running, then waits for each."""
-    for agent in agents:
-        if agent.poll() is None:
-            agent.send_signal(signal.SIGTERM)
-    for agent in agents:
-        try:
-            agent.wait(timeout=60)
-        except subprocess.TimeoutExpired:  # one that hangs is killed, so the backend still stops
-            agent.kill()
-            agent.wait()
 
 
 def main():
@@ -45,7 +30,7 @@ def main():
     args = parser.parse_args()
     os.environ["PROCTOR_BUILD_DIR"] = str(args.build_dir.resolve())
     import conftest  # noqa: E402  (reads PROCTOR_BUILD_DIR)
-    from test_fleet import make_fleet_fixtures, start_agents  # noqa: E402
+    from test_fleet import make_fleet_fixtures, start_agents, stop_agents  # noqa: E402
 
     print(f"{args.tasks} tasks, {args.slots} slots per agent, {os.cpu_count()} CPUs")
     print(f"{'agents':>6} {'slots':>5} {'seconds':>8} {'tasks/s':>8} {'per agent':>24}")
@@ -63,12 +48,12 @@ def main():
                 conftest.wait_until(lambda: backend.get("/admin/stats")["results"] >= args.tasks, timeout=1800,
                                     what="every result")
                 elapsed = time.monotonic() - started
-                stop(agents)
+                stop_agents(agents)
                 stats = backend.get("/admin/stats")
                 assert stats["duplicate_results"] == 0 and stats["results"] == args.tasks, stats
                 shares = sorted(v["tasks"] for v in stats["by_agent"].values())
             finally:
-                stop(agents)  # also when a round failed: no agent outlives the bench
+                stop_agents(agents)  # also when a round failed: no agent outlives the bench
                 backend.stop()
         print(f"{count:>6} {count * args.slots:>5} {elapsed:>8.2f} {args.tasks / elapsed:>8.1f} {str(shares):>24}")
 

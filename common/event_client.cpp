@@ -7,17 +7,13 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include "common/asio_await.hpp"
 
 namespace proctor {
 
-namespace asio = boost::asio;
 using stream_protocol = asio::local::stream_protocol;
 
 namespace {
-
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 // The first read size; the buffer grows only for a line longer than this.
 constexpr std::size_t kInitialBuffer = 64 * 1024;

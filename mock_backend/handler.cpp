@@ -648,7 +648,7 @@ Response Backend::serve_task(const Request& request, TimePoint now, RequestRecor
   QueuedTask task = std::move(source.front());
   source.pop_front();
   ++tasks_served_;
-  ++tasks_by_runner_[std::string(request.header("X-Runner-Id").value_or(""))];
+  ++tasks_by_runner_[record.runner_id.value_or("")];
   record.task_enqueued = task.enqueued;
   handed_out_.push_back(task.body);
   if (!raw && task.identity && config_.task_timeout.count() > 0) {

@@ -14,7 +14,6 @@
 #include <type_traits>
 #include <utility>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -22,23 +21,20 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/asio_await.hpp"
+
 namespace proctor::mock {
 namespace {
 
-namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
-
-// I/O errors come back as error codes in a tuple, never as exceptions.
-constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
 
 using BeastRequest = http::request<http::string_body>;
 using BeastResponse = http::response<http::string_body>;
@@ -144,13 +140,13 @@ struct Server::Impl {
 
 asio::awaitable<void> Server::Impl::accept_loop() {
   while (!stopping) {
-    auto [ec, socket] = co_await acceptor.async_accept(kAwait);
+    auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
     if (ec) {
       if (stopping || !acceptor.is_open()) break;
       // Out of descriptors and the like: pause rather than spin.
       spdlog::warn("accepting a connection failed: {}", ec.message());
       asio::steady_timer pause(ioc, std::chrono::milliseconds(100));
-      [[maybe_unused]] auto [pause_ec] = co_await pause.async_wait(kAwait);
+      [[maybe_unused]] auto [pause_ec] = co_await pause.async_wait(use_tuple);
       continue;
     }
     asio::co_spawn(ioc, serve(std::move(socket)), log_exception);
@@ -162,7 +158,7 @@ asio::awaitable<bool> Server::Impl::send(Stream& stream, Connection& connection,
                                          unsigned version, bool keep_alive) {
   BeastResponse out = to_beast(response, version, keep_alive);
   connection.transport.expires_after(options.io_timeout);
-  auto [ec, written] = co_await http::async_write(stream, out, kAwait);
+  auto [ec, written] = co_await http::async_write(stream, out, use_tuple);
   (void)written;
   co_return !ec;
 }
@@ -173,12 +169,12 @@ asio::awaitable<void> Server::Impl::send_cut(Stream& stream, Connection& connect
   BeastResponse out = to_beast(response, version, keep_alive);
   http::response_serializer<http::string_body> serializer(out);
   connection.transport.expires_after(options.io_timeout);
-  auto [header_ec, header_bytes] = co_await http::async_write_header(stream, serializer, kAwait);
+  auto [header_ec, header_bytes] = co_await http::async_write_header(stream, serializer, use_tuple);
   (void)header_bytes;
   if (header_ec) co_return;
   const std::size_t part = std::min(response.cut_body_after.value_or(0), out.body().size());
   if (part == 0) co_return;
-  auto [body_ec, body_bytes] = co_await asio::async_write(stream, asio::buffer(out.body().data(), part), kAwait);
+  auto [body_ec, body_bytes] = co_await asio::async_write(stream, asio::buffer(out.body().data(), part), use_tuple);
   (void)body_ec;
   (void)body_bytes;
 }
@@ -208,7 +204,7 @@ asio::awaitable<void> Server::Impl::session(Stream& stream) {
   bool handshaken = true;
   if constexpr (is_tls) {
     connection.transport.expires_after(options.io_timeout);
-    auto [handshake_ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kAwait);
+    auto [handshake_ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, use_tuple);
     if (handshake_ec) {
       handshaken = false;
       beast::error_code ignored;
@@ -224,7 +220,7 @@ asio::awaitable<void> Server::Impl::session(Stream& stream) {
     // client's own close_notify or its hang-up, under the deadline.
     if (ending == Ending::said_close && !stopping) {
       connection.transport.expires_after(options.io_timeout);
-      [[maybe_unused]] auto [shutdown_ec] = co_await stream.async_shutdown(kAwait);
+      [[maybe_unused]] auto [shutdown_ec] = co_await stream.async_shutdown(use_tuple);
     }
   }
   beast::error_code ignored;
@@ -240,7 +236,7 @@ asio::awaitable<Ending> Server::Impl::request_loop(Stream& stream, Connection& c
     http::request_parser<http::string_body> parser;
     parser.body_limit(options.body_limit);
     connection.transport.expires_after(options.io_timeout);
-    auto [read_ec, read] = co_await http::async_read(stream, buffer, parser, kAwait);
+    auto [read_ec, read] = co_await http::async_read(stream, buffer, parser, use_tuple);
     (void)read;
     if (read_ec == http::error::body_limit) {
       spdlog::info("request body over {} bytes: 413", options.body_limit);
@@ -265,7 +261,7 @@ asio::awaitable<Ending> Server::Impl::request_loop(Stream& stream, Connection& c
     spdlog::info("{} {} -> {}{}", message.method_string(), message.target(), response.status, fault);
     if (response.delay.count() > 0) {
       connection.delay.expires_after(response.delay);
-      auto [wait_ec] = co_await connection.delay.async_wait(kAwait);
+      auto [wait_ec] = co_await connection.delay.async_wait(use_tuple);
       if (wait_ec || stopping) co_return Ending::peer_gone;
     }
     if (response.cut_body_after) {

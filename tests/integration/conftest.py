@@ -7,6 +7,7 @@ import pathlib
 import signal
 import subprocess
 import textwrap
+import threading
 import time
 import urllib.request
 
@@ -145,12 +146,13 @@ def run_runner(tmp_path):
 
 @pytest.fixture
 def start_runner(tmp_path):
-    """start_runner(*args) starts runner in the background; stderr is readable line by line."""
+    """start_runner(*args, env=None) starts runner in the background, with `env` added to the
+    environment; stderr is readable line by line."""
     procs = []
 
-    def start(*args):
+    def start(*args, env=None):
         proc = subprocess.Popen(runner_args(tmp_path, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+                                text=True, env={**os.environ, **env} if env else None)
         procs.append(proc)
         return proc
 
@@ -161,17 +163,29 @@ def start_runner(tmp_path):
             proc.wait()
 
 
-def wait_for_line(stream, needle, limit=2000):
-    """Reads `stream` line by line until a line contains `needle`; returns the lines read."""
+def wait_for_line(stream, needle, limit=2000, timeout=120):
+    """Reads `stream` line by line until a line contains `needle`; returns the lines read.
+    Fails at the end of the stream, after `limit` lines, or after `timeout` seconds (a
+    process that stays silent does not hang the test: the read runs on a thread)."""
     lines = []
-    for _ in range(limit):
-        line = stream.readline()
-        if not line:
-            break
-        lines.append(line)
-        if needle in line:
-            return lines
-    raise AssertionError(f"{needle!r} never appeared in:\n{''.join(lines)}")
+    found = threading.Event()
+
+    def read():
+        for _ in range(limit):
+            line = stream.readline()
+            if not line:
+                return
+            lines.append(line)
+            if needle in line:
+                found.set()
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if found.is_set():
+        return lines
+    raise AssertionError(f"{needle!r} never appeared (within {timeout:g} s) in:\n{''.join(lines)}")
 
 
 def wait_until(condition, *, timeout=30, what="the condition"):

@@ -138,7 +138,8 @@ def test_the_package_installs_on_debian_12(deb):
 
 # --- The maintainer scripts, run with stubs for the commands that change the system. ---
 
-STUBS = ("adduser", "deb-systemd-helper", "deb-systemd-invoke", "systemctl")
+# deluser and userdel too: a script that removed the user would show in the calls.
+STUBS = ("adduser", "deb-systemd-helper", "deb-systemd-invoke", "deluser", "systemctl", "userdel")
 
 
 @pytest.fixture
@@ -216,4 +217,4 @@ def test_postrm_purge_removes_the_state_but_not_the_user(scripts):
     calls = scripts("postrm", "purge")
     assert "deb-systemd-helper purge proctor-runner.service" in calls
     assert not scripts.state.exists()
-    assert "deluser" not in calls
+    assert "deluser" not in calls and "userdel" not in calls

@@ -22,7 +22,7 @@ import uuid
 
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "integration"))
-from conftest import BUILD_DIR, RUNNER, backend, git_repo, processes_with  # noqa: E402,F401
+from conftest import BUILD_DIR, backend, git_repo, processes_with, runner_args  # noqa: E402,F401
 
 TASKS = int(os.environ.get("SOAK_TASKS", "1000"))
 SLOTS = 4
@@ -61,10 +61,9 @@ def test_soak_1000_tasks_with_faults_and_two_kills(tmp_path, backend):
 
     def start_agent():
         return subprocess.Popen(
-            [str(RUNNER), "--backend-url", mock.url, "--service", str(service), "--work-dir", str(tmp_path / "work"),
-             "--allow-schemes", "file", "--concurrent", str(SLOTS), "--check-interval", "0.05",
-             "--request-timeout", "1", "--error-backoff", "0.05", "--max-error-backoff", "1",
-             "--kill-grace", "1", "--logger-level", "warning", "--no-results-layout", "--no-events"],
+            runner_args(tmp_path, "--backend-url", mock.url, "--service", str(service), "--concurrent", str(SLOTS),
+                        "--request-timeout", "1", "--error-backoff", "0.05", "--max-error-backoff", "1",
+                        "--logger-level", "warning", "--no-results-layout", "--no-events"),
             stdout=subprocess.DEVNULL, stderr=log)
 
     def log_tail():

@@ -144,3 +144,14 @@ TEST_SUITE("text") {
     CHECK(is_valid_utf8(std::string("nul\0inside", 10)));  // valid UTF-8; make_valid_utf8 still replaces NUL
   }
 }
+
+TEST_CASE("fnv1a_hex and stable_digest keep their values: they name cookies, caches and keys a restart looks for") {
+  // FNV-1a 64 test vectors as published with the algorithm.
+  CHECK(fnv1a_hex("") == "cbf29ce484222325");
+  CHECK(fnv1a_hex("a") == "af63dc4c8601ec8c");
+  CHECK(fnv1a_hex("foobar") == "85944171f73967e8");
+  // The empty text leaves each basis as it is.
+  CHECK(stable_digest("") == "cbf29ce48422232584222325cbf29ce4");
+  CHECK(stable_digest("a").size() == 32);
+  CHECK(stable_digest("a").starts_with(fnv1a_hex("a")));
+}
