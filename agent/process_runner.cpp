@@ -1,4 +1,4 @@
-// PosixProcessRunner: starts a service with Boost.Process v2 in its own session, reads
+// PosixProcessRunner: starts a service with posix_spawn in its own session, reads
 // its output on the calling thread with poll(2), and stops and measures the whole
 // session, found by scanning /proc, because a member may leave the process group.
 //
@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -34,12 +35,6 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/process/v2/environment.hpp>
-#include <boost/process/v2/posix/default_launcher.hpp>
-#include <boost/process/v2/process.hpp>
-#include <boost/process/v2/start_dir.hpp>
-#include <boost/process/v2/stdio.hpp>
 
 #include "agent/fd.hpp"
 #include "common/result.hpp"
@@ -48,7 +43,6 @@
 namespace proctor {
 namespace {
 
-namespace bp = boost::process::v2;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
@@ -117,69 +111,6 @@ Result<Pipe> make_output_pipe() {
   return pipe;
 }
 
-// --- The child side (runs between fork and exec: async-signal-safe calls only) ---
-
-// Runs first in the child: a new session (sid == pgid == pid, no controlling terminal)
-// and default signal state, since ignored signals and the blocked mask of the agent's
-// worker thread would otherwise survive exec and make SIGTERM ineffective.
-struct ChildSession {
-  bp::error_code on_exec_setup(bp::posix::default_launcher& /*launcher*/,
-                               const bp::filesystem::path& /*exe*/, const char* const* /*argv*/) {
-    if (::setsid() == -1) return {errno, bp::system_category()};
-    struct sigaction defaults {};
-    defaults.sa_handler = SIG_DFL;
-    sigemptyset(&defaults.sa_mask);
-    for (int sig = 1; sig < NSIG; ++sig) {
-      if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &defaults, nullptr);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    return {};
-  }
-
-  // Process v2 ends a child whose exec failed with exit(), which would run the agent's
-  // atexit handlers and flush copies of its stdio buffers; _exit does neither. The
-  // errno has already been sent to the parent when this runs. Variadic because 1.81
-  // probes for this hook with a different argument list than it calls it with.
-  template <class... Args>
-  void on_exec_error(Args&&... /*args*/) {
-    ::_exit(127);
-  }
-};
-
-void close_fd_range(unsigned low, unsigned high) {
-  if (low > high) return;
-  if (::close_range(low, high, 0) == 0) return;
-  rlimit limit{};
-  unsigned top = 65535;
-  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
-      limit.rlim_cur < UINT_MAX) {
-    top = static_cast<unsigned>(limit.rlim_cur);
-  }
-  for (unsigned fd = low; fd <= high && fd < top; ++fd) ::close(static_cast<int>(fd));
-}
-
-// Runs last in the child: closes every descriptor but 0, 1, 2 and the launcher's own
-// error pipe. Process v2 1.81 means to do this, but its close_range loop compares each
-// whitelist entry with itself, so the descriptors between 2 and its error pipe (the
-// lowest ones, typically) would stay open in the child.
-struct CloseInheritedFds {
-  bp::error_code on_exec_setup(bp::posix::default_launcher& launcher,
-                               const bp::filesystem::path& /*exe*/, const char* const* /*argv*/) {
-    auto& keep = launcher.fd_whitelist;
-    std::sort(keep.begin(), keep.end());
-    unsigned low = 0;
-    for (const int fd : keep) {
-      if (fd < 0 || static_cast<unsigned>(fd) < low) continue;
-      if (static_cast<unsigned>(fd) > low) close_fd_range(low, static_cast<unsigned>(fd) - 1);
-      low = static_cast<unsigned>(fd) + 1;
-    }
-    close_fd_range(low, UINT_MAX);
-    return {};
-  }
-};
-
 // --- Finding the program ---
 
 bool is_executable_file(const fs::path& path) {
@@ -230,7 +161,7 @@ std::string random_cookie() {
 
 // The service leaders a run() is waiting for. reap_adopted_zombies must leave them alone
 // (run() reads their exit status), and a leader can exit before launch() returns, so
-// launch() forks and registers under the lock the reaper takes. Process-wide, like the
+// launch() spawns and registers under the lock the reaper takes. Process-wide, like the
 // kernel's list of our children it mirrors.
 struct LeaderRegistry {
   std::mutex mutex;
@@ -248,52 +179,66 @@ void forget_leader(pid_t pid) {
   registry.leaders.erase(pid);
 }
 
-// Waits for a child the launcher forked but could not hand over, killing it first when
-// it may have started.
-void reap_failed_child(pid_t pid, bool kill_first) {
-  if (pid <= 0) return;
-  if (kill_first) ::kill(pid, SIGKILL);
-  while (::waitpid(pid, nullptr, 0) == -1 && errno == EINTR) {
-  }
-}
-
-// Starts the program with Boost.Process v2 and returns its pid; the process object is
-// detached (its handle only owns a pidfd: dropping it neither kills nor reaps).
+// Starts the program with posix_spawn and returns its pid. The child is a new session
+// (sid == pgid == pid, no controlling terminal) with every signal at its default and none
+// blocked (ignored signals and the worker thread's mask would otherwise survive exec and
+// make SIGTERM ineffective), `in`/`out`/`err` as 0/1/2 and no other descriptor.
+// posix_spawn, not a fork launcher: glibc runs only async-signal-safe steps in the child
+// (it shares our memory until exec, CLONE_VFORK) and reports a failed exec itself.
+// Process v2 1.81's fork launcher allocates in the forked child (Asio's notify_fork copies
+// its service list into a vector), which can hang there for good when another thread held
+// the allocator's lock at the fork: seen under ASan, where a launch that never returned
+// stalled every slot.
 Result<pid_t> launch(const fs::path& program, const ProcessSpec& spec, const std::string& cookie_entry,
                      const fs::path& dir, int in, int out, int err) {
-  const std::vector<std::string> args(spec.argv.begin() + 1, spec.argv.end());
   std::vector<std::string> env;
   env.reserve(spec.env.size() + 1);
   for (const auto& [key, value] : spec.env) {
     if (key != kCookieVariable) env.push_back(key + "=" + value);
   }
   env.push_back(cookie_entry);
+  std::vector<char*> envp;
+  envp.reserve(env.size() + 1);
+  for (auto& entry : env) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  std::string program_path = program.native();
+  std::vector<std::string> args(spec.argv.begin() + 1, spec.argv.end());
+  std::vector<char*> argv;
+  argv.reserve(args.size() + 2);
+  argv.push_back(program_path.data());  // argv[0] is the resolved path, as exec'd
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
 
-  boost::asio::io_context context;
-  bp::posix::default_launcher launcher;
-  bp::error_code ec;
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attributes;
+  if (::posix_spawn_file_actions_init(&actions) != 0) return make_error("Cannot start " + program.string() + ": out of memory.");
+  if (::posix_spawnattr_init(&attributes) != 0) {
+    ::posix_spawn_file_actions_destroy(&actions);
+    return make_error("Cannot start " + program.string() + ": out of memory.");
+  }
+  sigset_t all;
+  sigset_t none;
+  sigfillset(&all);
+  sigemptyset(&none);
+  int failed = ::posix_spawnattr_setflags(
+      &attributes, static_cast<short>(POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK));
+  if (failed == 0) failed = ::posix_spawnattr_setsigdefault(&attributes, &all);
+  if (failed == 0) failed = ::posix_spawnattr_setsigmask(&attributes, &none);
+  if (failed == 0) failed = ::posix_spawn_file_actions_adddup2(&actions, in, STDIN_FILENO);
+  if (failed == 0) failed = ::posix_spawn_file_actions_adddup2(&actions, out, STDOUT_FILENO);
+  if (failed == 0) failed = ::posix_spawn_file_actions_adddup2(&actions, err, STDERR_FILENO);
+  if (failed == 0) failed = ::posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
+  if (failed == 0) failed = ::posix_spawn_file_actions_addchdir_np(&actions, dir.c_str());
+
+  pid_t pid = -1;
   auto& registry = leader_registry();
   const std::lock_guard lock(registry.mutex);
-  try {
-    auto process = launcher(context.get_executor(), ec, bp::filesystem::path(program.native()),
-                            args, ChildSession{}, bp::process_stdio{in, out, err},
-                            bp::process_start_dir(bp::filesystem::path(dir.native())),
-                            bp::process_environment(env), CloseInheritedFds{});
-    if (ec) {
-      // Process v2 does not reap a child whose exec failed: without this it stays a zombie.
-      reap_failed_child(launcher.pid, false);
-      return make_error("Cannot start " + program.string() + ": " + ec.message() + ".");
-    }
-    const pid_t pid = process.id();
-    auto handle = process.detach();
-    (void)handle;
-    registry.leaders.insert(pid);
-    return pid;
-  } catch (const std::exception& e) {
-    // Thrown after the fork (no pidfd support in the kernel, say): the child may run.
-    reap_failed_child(launcher.pid, true);
-    return make_error("Cannot start " + program.string() + ": " + e.what() + ".");
-  }
+  if (failed == 0) failed = ::posix_spawn(&pid, program_path.c_str(), &actions, &attributes, argv.data(), envp.data());
+  ::posix_spawnattr_destroy(&attributes);
+  ::posix_spawn_file_actions_destroy(&actions);
+  if (failed != 0) return make_error("Cannot start " + program.string() + ": " + errno_text(failed) + ".");
+  registry.leaders.insert(pid);
+  return pid;
 }
 
 // --- The session, seen through /proc ---

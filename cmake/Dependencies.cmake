@@ -5,7 +5,7 @@ find_package(Threads REQUIRED)
 # fmt as headers, so that with -static-libstdc++ (agent/CMakeLists.txt) `runner` maps no
 # C++ shared library at all; the C libraries (OpenSSL, libgit2) stay shared.
 set(Boost_USE_STATIC_LIBS ON)
-find_package(Boost 1.81 REQUIRED COMPONENTS filesystem)
+find_package(Boost 1.81 REQUIRED)
 find_package(OpenSSL REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(spdlog REQUIRED)

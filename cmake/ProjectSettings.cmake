@@ -4,10 +4,9 @@ add_library(project_settings INTERFACE)
 target_compile_features(project_settings INTERFACE cxx_std_20)
 target_include_directories(project_settings INTERFACE ${PROJECT_SOURCE_DIR})
 target_compile_definitions(project_settings INTERFACE
-  # Asio, Beast and Process v2 are compiled once, in agent/boost_impl.cpp.
+  # Asio and Beast are compiled once, in common/boost_impl.cpp.
   BOOST_ASIO_SEPARATE_COMPILATION
   BOOST_BEAST_SEPARATE_COMPILATION
-  BOOST_PROCESS_V2_SEPARATE_COMPILATION
   BOOST_ASIO_NO_DEPRECATED
   PROCTOR_VERSION="${PROJECT_VERSION}")
 set(CMAKE_CXX_EXTENSIONS OFF)

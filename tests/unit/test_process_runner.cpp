@@ -352,6 +352,34 @@ TEST_CASE("starts the child in its own session and process group") {
   CHECK(sid != ::getsid(0));
 }
 
+TEST_CASE("the child starts with no signal blocked or ignored, whatever the calling thread has") {
+  test::TempDir dir;
+  // The agent's workers block SIGINT/SIGTERM and the process ignores SIGPIPE: none of it
+  // may reach a service, or SIGTERM would not stop it.
+  sigset_t blocked;
+  sigset_t previous_mask;
+  sigemptyset(&blocked);
+  sigaddset(&blocked, SIGTERM);
+  sigaddset(&blocked, SIGINT);
+  REQUIRE(::pthread_sigmask(SIG_BLOCK, &blocked, &previous_mask) == 0);
+  struct sigaction ignore {};
+  struct sigaction previous_action {};
+  ignore.sa_handler = SIG_IGN;
+  REQUIRE(::sigaction(SIGUSR2, &ignore, &previous_action) == 0);
+  const auto run = run_collecting(shell_spec("grep -E '^Sig(Blk|Ign):' /proc/self/status", dir));
+  ::sigaction(SIGUSR2, &previous_action, nullptr);
+  ::pthread_sigmask(SIG_SETMASK, &previous_mask, nullptr);
+  CHECK(run.outcome.exit_code == 0);
+  INFO(join_lines(run.lines));
+  REQUIRE(run.lines.size() == 2);
+  CHECK(run.lines[0] == "SigBlk:\t0000000000000000");
+  // Signals 32 and 33 are glibc's own (its threads' cancellation and set*id): posix_spawn
+  // leaves them ignored, and the child's libc installs its handlers for them at start.
+  REQUIRE(run.lines[1].rfind("SigIgn:\t", 0) == 0);
+  const unsigned long long ignored = std::stoull(run.lines[1].substr(8), nullptr, 16);
+  CHECK((ignored & ~((1ULL << 31) | (1ULL << 32))) == 0);
+}
+
 TEST_CASE("does not leak a descriptor of the parent into the child") {
   test::TempDir dir;
   // Deliberately inheritable: only the runner's closing in the child keeps it out.
