@@ -429,6 +429,10 @@ class TreeScanner {
   // ends within them); one that stays empty (started with an empty environment) is an
   // outsider after that.
   bool undecided(const ProcInfo& info) {
+    // A process that died is decided: it will never exec. (Another run's leader read
+    // empty while in execve and is a zombie now: waiting on it held both runs until their
+    // kill wait ran out, each waiting for the other's zombie.)
+    if (is_dead(info.state)) return false;
     const auto reads = empty_reads_.find(info.pid);
     if (reads == empty_reads_.end() || reads->second > kEmptyEnvironReads) return false;
     undecided_ = true;
