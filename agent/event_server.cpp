@@ -1,6 +1,7 @@
 #include "agent/event_server.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -109,6 +110,7 @@ struct EventServer::State {
   bool stopping = false;
   std::atomic<bool> stopped{false};
   std::atomic<std::size_t> subscribers{0};
+  std::atomic<std::uint64_t> dropped{0};
   // Lines published and not yet handed to the clients. One post drains them all, so a burst
   // costs the io thread one wake-up and the clients few writes, not one of each per event.
   std::mutex pending_mutex;
@@ -153,6 +155,7 @@ struct EventServer::State {
     client.drop_reason = "fell behind by " + std::to_string(client.queued_events + 1) + " events";
     spdlog::warn("event stream: a subscriber {}; it is dropped", client.drop_reason);
     set_state(client, ClientState::dropped);
+    ++dropped;
     client.queue.clear();
     // A stuck write is abandoned here; the writer completes its partial line before the drop line.
     boost::system::error_code ignored;
@@ -278,6 +281,20 @@ struct EventServer::State {
     self->forget(client);
   }
 
+  // True once the peer has closed both sides of `socket` (or it failed); false when the
+  // wait was cancelled. Only for a socket whose input has ended.
+  static asio::awaitable<bool> hung_up(stream_protocol::socket& socket) {
+    for (;;) {
+      // epoll reports a hang-up to every kind of wait; wait_error is the one that asks
+      // for nothing else, so it does not wake for input that has already ended.
+      const auto [ec] = co_await socket.async_wait(stream_protocol::socket::wait_error, use_tuple);
+      if (ec) co_return ec != asio::error::operation_aborted;
+      pollfd state{socket.native_handle(), POLLOUT, 0};
+      if (::poll(&state, 1, 0) < 0 || (state.revents & (POLLHUP | POLLERR)) != 0) co_return true;
+      // Out-of-band data, which a Unix socket does not have: wait again.
+    }
+  }
+
   // Reads and ignores what a client sends (a subscriber has nothing to say), so that a
   // chatty client cannot fill its socket; notices a client whose connection broke.
   static asio::awaitable<void> read_loop(std::shared_ptr<State> self,
@@ -286,8 +303,12 @@ struct EventServer::State {
     for (;;) {
       const auto [ec, n] = co_await client->socket.async_read_some(asio::buffer(sink), use_tuple);
       if (!ec) continue;
-      // End of input is not the end of the subscription: `nc -U` closes its side at once.
-      if (ec == asio::error::eof || ec == asio::error::operation_aborted) co_return;
+      if (ec == asio::error::operation_aborted) co_return;
+      if (ec == asio::error::eof) {
+        // End of input is not the end of the subscription: `nc -U` closes its side at once.
+        // A client that closed both sides, though, is gone now, not at the next event.
+        if (!co_await hung_up(client->socket)) co_return;
+      }
       if (client->state != ClientState::active) co_return;
       self->set_state(*client, ClientState::gone);
       boost::system::error_code ignored;
@@ -417,5 +438,7 @@ void EventServer::stop() {
 std::size_t EventServer::subscriber_count() const {
   return state_->subscribers.load();
 }
+
+std::uint64_t EventServer::dropped_count() const { return state_->dropped.load(); }
 
 }  // namespace proctor

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 
@@ -49,6 +50,8 @@ class EventServer final : public EventSink {
 
   // The clients currently subscribed (dropped and closed ones not counted); any thread.
   std::size_t subscriber_count() const;
+  // The clients dropped for falling behind since the server started; any thread.
+  std::uint64_t dropped_count() const;
 
  private:
   struct State;  // shared with the coroutines, which may outlive this object

@@ -46,18 +46,19 @@ std::shared_ptr<LayoutWriter> LayoutWriter::open(fs::path task_dir, const std::v
   std::shared_ptr<LayoutWriter> writer(new LayoutWriter(std::move(task_dir), io));
   std::lock_guard lock(writer->mutex_);
   for (const auto& name : reserved) writer->reserved_.push_back(writer->names_.fresh_testname(name));
-  writer->submit([self = writer.get()] {
-    // Emptied, not replaced: a listener already following the folder keeps following it.
-    std::error_code ec;
-    for (auto it = fs::directory_iterator(self->dir_, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
-      std::error_code remove_ec;
-      fs::remove_all(it->path(), remove_ec);
-      if (remove_ec) self->warn_once("cannot empty " + self->dir_.string() + ": " + remove_ec.message());
-    }
-    ec.clear();
-    fs::create_directories(self->dir_, ec);
-    if (ec) self->warn_once("cannot create " + self->dir_.string() + ": " + ec.message());
-  });
+  // Here, not on the worker: once open() returns the folder is there and stays, so
+  // open_log() can make a record's log without waiting for the writes queued before it
+  // (other tasks' layouts among them). Emptied, not replaced: a listener already
+  // following the folder keeps following it.
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(writer->dir_, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::error_code remove_ec;
+    fs::remove_all(it->path(), remove_ec);
+    if (remove_ec) writer->warn_once("cannot empty " + writer->dir_.string() + ": " + remove_ec.message());
+  }
+  ec.clear();
+  fs::create_directories(writer->dir_, ec);
+  if (ec) writer->warn_once("cannot create " + writer->dir_.string() + ": " + ec.message());
   writer->submit_tests_json();
   return writer;
 }
@@ -136,6 +137,10 @@ void LayoutWriter::write_files(const std::string& testname, const NewRecord& rec
 }
 
 std::vector<std::string> LayoutWriter::add_records(std::vector<NewRecord> records) {
+  // Records come in bulk (a report's cases): when the disk falls behind, the caller waits
+  // here rather than the queue growing without end. Never with mutex_ held: the
+  // worker's jobs take it.
+  if (io_ != nullptr) io_->wait_for_room(kMaxQueuedJobs);
   std::vector<std::string> testnames;
   testnames.reserve(records.size());
   std::lock_guard lock(mutex_);
@@ -175,6 +180,19 @@ std::string LayoutWriter::add_record(NewRecord record) {
 }
 
 fs::path LayoutWriter::log_path(const std::string& testname) const { return dir_ / testname / "log.txt"; }
+
+fs::path LayoutWriter::open_log(const std::string& testname) {
+  const fs::path folder = dir_ / testname;
+  const fs::path path = log_path(testname);
+  // The record's own job makes the same folder and appends to the same file later:
+  // both are fine with what is already there.
+  if (::mkdir(folder.c_str(), 0755) != 0 && errno != EEXIST) {
+    warn_once("cannot create " + folder.string() + ": " + std::strerror(errno));
+  } else if (auto problem = write_to_file(path, {}, O_APPEND)) {
+    warn_once(*problem);
+  }
+  return path;
+}
 
 std::uint64_t LayoutWriter::log_size(const std::string& testname) const {
   std::error_code ec;

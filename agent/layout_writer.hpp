@@ -5,8 +5,10 @@
 // before tests.json shows it with a final status; test_suite.status is written last.
 // Thread-safe: the executor and the report watcher add records at the same time.
 // The file work can go to a SerialWorker (in order, without the caller waiting for the
-// disk: creating a folder and three files a record is most of the layout's cost); what
-// the layout says is decided at once, in the caller's order. Writing is best effort: a
+// disk: creating a folder and three files a record is most of the layout's cost, and on
+// some filesystems it varies tenfold); what the layout says is decided at once, in the
+// caller's order. Only opening the task's folder and a log a process writes to are done
+// at once. Writing is best effort: a
 // failure is logged once and never fails the task.
 
 #include <atomic>
@@ -62,8 +64,11 @@ class LayoutWriter : public std::enable_shared_from_this<LayoutWriter> {
   // Appends to a record's log.txt; returns the offset the bytes go to (counting only
   // what this writer appended).
   std::uint64_t append_log(const std::string& testname, std::string_view bytes);
-  // A record's log.txt (a process may append to it directly, once flush() has made it).
+  // A record's log.txt (a process may append to it once open_log() has made it).
   [[nodiscard]] std::filesystem::path log_path(const std::string& testname) const;
+  // Makes a record's folder and log.txt now, without waiting for the writes queued so
+  // far, and returns the log's path: a process can append to it at once.
+  std::filesystem::path open_log(const std::string& testname);
   // The size of a record's log.txt on disk now (after flush() for what this writer wrote).
   [[nodiscard]] std::uint64_t log_size(const std::string& testname) const;
 
@@ -80,6 +85,10 @@ class LayoutWriter : public std::enable_shared_from_this<LayoutWriter> {
 
   // The task's folder.
   [[nodiscard]] const std::filesystem::path& dir() const { return dir_; }
+
+  // Jobs the worker may have queued (every task's) before add_records() waits for it
+  // to catch up: what the layout lags behind the task, and the memory that lag takes.
+  static constexpr std::size_t kMaxQueuedJobs = 20000;
 
  private:
   LayoutWriter(std::filesystem::path task_dir, SerialWorker* io);

@@ -23,6 +23,8 @@ class SerialWorker {
   void post(std::function<void()> job);
   // Waits until every job posted before this call has run.
   void drain();
+  // Waits until at most `max_queued` jobs wait to run (the running one not counted).
+  void wait_for_room(std::size_t max_queued);
 
  private:
   void run();

@@ -158,8 +158,9 @@ std::optional<fs::path> TaskRecorder::phase_log_file(Phase phase) const {
   if (!layout_) return std::nullopt;
   const auto it = phases_.find(phase);
   if (it == phases_.end() || it->second.testname.empty()) return std::nullopt;
-  layout_->flush();  // the record's folder must be there before a process opens the file
-  return layout_->log_path(it->second.testname);
+  // Made now: waiting for the worker would hold the service back behind the layouts
+  // still being written (the last task's cases, most often).
+  return layout_->open_log(it->second.testname);
 }
 
 void TaskRecorder::end_phase(Phase phase, RecordStatus status, const std::string& summary,

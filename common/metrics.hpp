@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,10 @@ struct MetricsSnapshot {
   std::uint64_t spool_max_bytes = 0;              // 0: no cap
   bool spool_full = false;
   bool stopping = false;                          // SIGTERM received
+  // The event stream's clients now, and those dropped for falling behind; both absent
+  // when the stream is off.
+  std::optional<std::uint64_t> event_subscribers;
+  std::optional<std::uint64_t> event_subscribers_dropped;
   const AgentCounters* counters = nullptr;        // required
 };
 

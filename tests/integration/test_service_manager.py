@@ -129,6 +129,20 @@ def test_metrics_count_tasks_by_result_and_healthz_turns_503_while_stopping(tmp_
     assert metric(text, "proctor_stopping") == 0
     assert get(base + "/nothing")[0] == 404
 
+    # The event stream (on by default) counts its clients: one connects, then goes.
+    assert metric(text, "proctor_event_subscribers") == 0
+    assert metric(text, "proctor_event_subscribers_dropped_total") == 0
+    subscriber = subprocess.Popen([str(RUNNER), "subscribe", "--socket", str(tmp_path / "work" / "events.sock")],
+                                  stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: metric(get(base + "/metrics")[2], "proctor_event_subscribers") == 1,
+                   what="the subscriber counted")
+    finally:
+        subscriber.terminate()
+        subscriber.wait(timeout=30)
+    wait_until(lambda: metric(get(base + "/metrics")[2], "proctor_event_subscribers") == 0,
+               what="the subscriber gone from the count")
+
     # A task that sleeps holds the agent in its shutdown grace; meanwhile it is not healthy.
     b.post("/admin/tasks", [{"id": "sleepy", "repositoryUrl": f"file://{good}", "service": "sleepy"}])
     wait_until(lambda: metric(get(base + "/metrics")[2], "proctor_slots_in_state", '{state="running"}') == 1,

@@ -283,6 +283,7 @@ TEST_SUITE("event_server") {
     CHECK(open.empty());
     // The reader has the last event, so every delivery (the stuck client's drop included) is done.
     CHECK(served.server->subscriber_count() == 1);
+    CHECK(served.server->dropped_count() == 1);
 
     // The stuck client: whole events, in order, then the drop line, then the end.
     const auto lines = events_of(read_all(stuck));
@@ -364,6 +365,39 @@ TEST_SUITE("event_server") {
     auto missing = EventServer::start(io.get_executor(), dir / "missing" / "events.sock");
     REQUIRE_FALSE(missing.ok());
     CHECK(missing.error().message.find("does not exist") != std::string::npos);
+  }
+
+  TEST_CASE(
+      "a client that closes its connection leaves the count at once; one that only ends its "
+      "input (as `nc -U` does) stays subscribed") {
+    Served served;
+    asio::io_context raw_io;
+    stream_protocol::socket gone(raw_io);
+    stream_protocol::socket half(raw_io);
+    boost::system::error_code ec;
+    gone.connect(stream_protocol::endpoint(served.path.string()), ec);
+    REQUIRE_FALSE(ec);
+    half.connect(stream_protocol::endpoint(served.path.string()), ec);
+    REQUIRE_FALSE(ec);
+    served.accept(2);
+
+    half.shutdown(stream_protocol::socket::shutdown_send, ec);
+    REQUIRE_FALSE(ec);
+    gone.close(ec);
+    // No event is published: the count falls because the server saw the hang-up. Bounded,
+    // so that a server that never notices fails here instead of hanging.
+    for (int handlers = 0; served.server->subscriber_count() > 1 && handlers < 1000; ++handlers) {
+      REQUIRE(served.io.run_one_for(std::chrono::seconds(60)) == 1);
+    }
+    CHECK(served.server->subscriber_count() == 1);
+
+    served.run();
+    const auto events = nested_run(1, 3);
+    for (const auto& event : events) served.server->publish(event);
+    served.server->stop();
+    const auto lines = events_of(read_all(half));
+    REQUIRE(lines.size() == events.size());
+    for (std::size_t i = 0; i < lines.size(); ++i) CHECK(parse_event(lines[i]).value() == events[i]);
   }
 
   TEST_CASE("a client sending garbage does not disturb the server") {

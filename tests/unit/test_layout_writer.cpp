@@ -27,6 +27,12 @@ std::string slurp(const fs::path& path) {
   return text.str();
 }
 
+NewRecord named(std::string name) {
+  NewRecord record;
+  record.name = std::move(name);
+  return record;
+}
+
 TestsJson tests_json(const fs::path& task_dir) {
   auto parsed = parse_tests_json(slurp(task_dir / "tests.json"));
   REQUIRE_OK(parsed);
@@ -133,16 +139,39 @@ TEST_SUITE("layout_writer") {
     std::promise<void> release;
     io.post([held = release.get_future().share()] { held.wait(); });
     auto writer = LayoutWriter::open(dir / "task", {}, &io);
-    writer->add_record(NewRecord{"first"});
+    writer->add_record(named("first"));
     std::string at_event;  // tests.json as the event finds it (checked here, not on the worker)
     writer->then([&] { at_event = slurp(dir / "task" / "tests.json"); });
-    for (int i = 0; i < 20; ++i) writer->add_record(NewRecord{"more"});
+    for (int i = 0; i < 20; ++i) writer->add_record(named("more"));
     release.set_value();
     writer->flush();
     auto listed = parse_tests_json(at_event);  // the tests.json before the event was written, not skipped
     REQUIRE_OK(listed);
     CHECK(listed->tests.records.size() == 1);
     CHECK(tests_json(dir / "task").records.size() == 21);
+  }
+
+  TEST_CASE("a process's log is there at once, however far the worker is behind") {
+    test::TempDir dir;
+    SerialWorker io;
+    std::promise<void> release;
+    io.post([held = release.get_future().share()] { held.wait(); });  // another task's layout, say
+    const auto writer = LayoutWriter::open(dir / "t", {"service"}, &io);
+    NewRecord record;
+    record.name = "service";
+    record.phase = true;
+    const std::string testname = writer->add_record(record);
+    const fs::path log = writer->open_log(testname);
+    CHECK(log == writer->log_path(testname));
+    CHECK(fs::is_regular_file(log));  // the worker is still held
+    std::ofstream(log, std::ios::app) << "from the service\n";
+    writer->append_log(testname, "from the agent\n");
+    release.set_value();
+    writer->flush();
+    // The record's own job found the folder and the log there and kept them.
+    CHECK(slurp(log) == "from the service\nfrom the agent\n");
+    CHECK(fs::exists(dir / "t" / testname / "output.json"));
+    CHECK(tests_json(dir / "t").records.size() == 1);
   }
 
   TEST_CASE("a new run of the same task replaces the previous layout") {

@@ -49,6 +49,8 @@ TEST_SUITE("metrics") {
     snapshot.slots_by_state = {{"running", 2}, {"idle", 1}};
     snapshot.spool_pending = 5;
     snapshot.spool_full = true;
+    snapshot.event_subscribers = 16;
+    snapshot.event_subscribers_dropped = 1;
     snapshot.counters = &counters;
     const std::string text = render_prometheus(snapshot);
 
@@ -62,6 +64,8 @@ TEST_SUITE("metrics") {
     CHECK(text.find("proctor_slots_in_state{state=\"polling\"} 0\n") != std::string::npos);
     CHECK(text.find("proctor_spool_pending_results 5\n") != std::string::npos);
     CHECK(text.find("proctor_spool_full 1\n") != std::string::npos);
+    CHECK(text.find("proctor_event_subscribers 16\n") != std::string::npos);
+    CHECK(text.find("proctor_event_subscribers_dropped_total 1\n") != std::string::npos);
     CHECK(text.find("proctor_task_duration_seconds_bucket{le=\"1\"} 1\n") != std::string::npos);
     CHECK(text.find("proctor_task_duration_seconds_bucket{le=\"60\"} 1\n") != std::string::npos);
     CHECK(text.find("proctor_task_duration_seconds_bucket{le=\"120\"} 2\n") != std::string::npos);
@@ -93,6 +97,18 @@ TEST_SUITE("metrics") {
       }
     }
     CHECK(text.back() == '\n');
+  }
+
+  TEST_CASE("the event stream's families are left out when the stream is off") {
+    AgentCounters counters;
+    MetricsSnapshot snapshot;
+    snapshot.counters = &counters;
+    CHECK(render_prometheus(snapshot).find("proctor_event_subscribers") == std::string::npos);
+    snapshot.event_subscribers = 0;
+    snapshot.event_subscribers_dropped = 0;
+    const std::string text = render_prometheus(snapshot);
+    CHECK(text.find("proctor_event_subscribers 0\n") != std::string::npos);
+    CHECK(text.find("proctor_event_subscribers_dropped_total 0\n") != std::string::npos);
   }
 
   TEST_CASE("a finished task's result label") {
