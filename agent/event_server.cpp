@@ -285,13 +285,13 @@ struct EventServer::State {
   // wait was cancelled. Only for a socket whose input has ended.
   static asio::awaitable<bool> hung_up(stream_protocol::socket& socket) {
     for (;;) {
+      // Looked at first: a hang-up before the wait is then not left to the reactor.
+      pollfd state{socket.native_handle(), POLLOUT, 0};
+      if (::poll(&state, 1, 0) < 0 || (state.revents & (POLLHUP | POLLERR)) != 0) co_return true;
       // epoll reports a hang-up to every kind of wait; wait_error is the one that asks
       // for nothing else, so it does not wake for input that has already ended.
       const auto [ec] = co_await socket.async_wait(stream_protocol::socket::wait_error, use_tuple);
       if (ec) co_return ec != asio::error::operation_aborted;
-      pollfd state{socket.native_handle(), POLLOUT, 0};
-      if (::poll(&state, 1, 0) < 0 || (state.revents & (POLLHUP | POLLERR)) != 0) co_return true;
-      // Out-of-band data, which a Unix socket does not have: wait again.
     }
   }
 

@@ -43,6 +43,10 @@ LayoutWriter::LayoutWriter(fs::path task_dir, SerialWorker* io) : dir_(std::move
 
 std::shared_ptr<LayoutWriter> LayoutWriter::open(fs::path task_dir, const std::vector<std::string>& reserved,
                                                  SerialWorker* io) {
+  // A folder that is there may be an earlier run's, whose writes can still be queued:
+  // they go first, or they would land in this run's folder after it was emptied.
+  std::error_code exists_ec;
+  if (io != nullptr && fs::exists(task_dir, exists_ec)) io->drain();
   std::shared_ptr<LayoutWriter> writer(new LayoutWriter(std::move(task_dir), io));
   std::lock_guard lock(writer->mutex_);
   for (const auto& name : reserved) writer->reserved_.push_back(writer->names_.fresh_testname(name));
@@ -137,8 +141,9 @@ void LayoutWriter::write_files(const std::string& testname, const NewRecord& rec
 }
 
 std::vector<std::string> LayoutWriter::add_records(std::vector<NewRecord> records) {
-  // Records come in bulk (a report's cases): when the disk falls behind, the caller waits
-  // here rather than the queue growing without end. Never with mutex_ held: the
+  // Records come in bulk (a report's cases): when the disk falls behind, the caller (of
+  // add_record too) waits here rather than the queue growing without end; what it queues
+  // after (events, logs) does not wait, so the bound is kMaxQueuedJobs plus one report. Never with mutex_ held: the
   // worker's jobs take it.
   if (io_ != nullptr) io_->wait_for_room(kMaxQueuedJobs);
   std::vector<std::string> testnames;

@@ -47,12 +47,12 @@ struct NewRecord {
 
 class LayoutWriter : public std::enable_shared_from_this<LayoutWriter> {
  public:
-  // The layout of one task in `task_dir`, which is created or emptied (a previous run
-  // of the same task is replaced; the folder itself stays), with an empty tests.json.
-  // `reserved` testnames (the phases') are kept for records marked `phase`, so a test
-  // cannot take them; every other record gets a testname of its own, even when names
-  // repeat. File work runs on `io` when given (the writer lives until it is done), else
-  // at once.
+  // The layout of one task in `task_dir`, created or emptied at once (a previous run of
+  // the same task is replaced, after its queued writes; the folder itself stays), with an
+  // empty tests.json. `reserved` testnames (the phases') are kept for records marked
+  // `phase`, so a test cannot take them; every other record gets a testname of its own,
+  // even when names repeat. Later file work runs on `io` when given (the writer lives
+  // until it is done), else at once.
   static std::shared_ptr<LayoutWriter> open(std::filesystem::path task_dir, const std::vector<std::string>& reserved,
                                             SerialWorker* io = nullptr);
 

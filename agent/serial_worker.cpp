@@ -30,7 +30,7 @@ void SerialWorker::drain() {
 
 void SerialWorker::wait_for_room(std::size_t max_queued) {
   std::unique_lock lock(mutex_);
-  idle_.wait(lock, [&] { return jobs_.size() <= max_queued; });
+  room_.wait(lock, [&] { return jobs_.size() <= max_queued; });
 }
 
 void SerialWorker::run() {
@@ -40,7 +40,7 @@ void SerialWorker::run() {
     if (jobs_.empty()) return;  // stopping, and everything has run
     auto job = std::move(jobs_.front());
     jobs_.pop_front();
-    idle_.notify_all();  // one more place free, for wait_for_room()
+    room_.notify_all();
     lock.unlock();
     job();
     lock.lock();

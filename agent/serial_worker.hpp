@@ -31,7 +31,8 @@ class SerialWorker {
 
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::condition_variable idle_;
+  std::condition_variable idle_;  // a job is done: for drain()
+  std::condition_variable room_;  // a job left the queue: for wait_for_room()
   std::deque<std::function<void()>> jobs_;
   std::size_t posted_ = 0;
   std::size_t done_ = 0;

@@ -63,12 +63,12 @@ def metric(base, name):
     return None
 
 
-def wait_for(condition, what, timeout=60):
+def wait_for(condition, what, timeout=60, interval=0.005):
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.005)
+        time.sleep(interval)
 
 
 def ready(base):
@@ -132,7 +132,7 @@ def run_round(build, tmp, repo, service, tasks, live, n):
             time.sleep(0.02)
         results_at = time.monotonic()
         if live:
-            wait_for(lambda: layouts_done(work / "results", tasks), "the results layouts")
+            wait_for(lambda: layouts_done(work / "results", tasks), "the results layouts", interval=0.02)
         wall = time.monotonic() - start
         layout_lag = time.monotonic() - results_at if live else 0.0
         dropped = metric(base, "proctor_event_subscribers_dropped_total") if live else 0

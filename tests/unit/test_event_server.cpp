@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
@@ -18,6 +19,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
 #include <boost/asio/write.hpp>
 
 #include "agent/event_server.hpp"
@@ -381,6 +383,18 @@ TEST_SUITE("event_server") {
     REQUIRE_FALSE(ec);
     served.accept(2);
 
+    // `gone` reads its greeting first: closed with it unread, the server would see a reset
+    // (or fail to write it) instead of the end of input followed by the hang-up.
+    std::string greeting;
+    std::atomic<bool> greeted{false};
+    std::thread reader([&] {
+      boost::system::error_code read_ec;
+      asio::read_until(gone, asio::dynamic_buffer(greeting), '\n', read_ec);
+      greeted = true;
+    });
+    while (!greeted) served.io.run_one_for(std::chrono::milliseconds(100));  // the server writes it
+    reader.join();
+    REQUIRE(greeting == kSubscribedLine);
     half.shutdown(stream_protocol::socket::shutdown_send, ec);
     REQUIRE_FALSE(ec);
     gone.close(ec);

@@ -191,6 +191,24 @@ TEST_SUITE("layout_writer") {
     CHECK_FALSE(tests.suite_status.has_value());
   }
 
+  TEST_CASE("a new run of a task replaces the previous one only after its queued writes") {
+    test::TempDir dir;
+    SerialWorker io;
+    std::promise<void> release;
+    io.post([held = release.get_future().share()] { held.wait(); });
+    const auto first = LayoutWriter::open(dir / "t", {}, &io);
+    first->add_record(named("old"));  // queued behind the held job
+    first->finish(RecordStatus::success);
+    auto second = std::async(std::launch::async, [&] { return LayoutWriter::open(dir / "t", {}, &io); });
+    release.set_value();
+    const auto writer = second.get();
+    writer->flush();
+    CHECK_FALSE(fs::exists(dir / "t" / "old"));
+    const auto tests = tests_json(dir / "t");
+    CHECK(tests.records.empty());
+    CHECK_FALSE(tests.suite_status.has_value());
+  }
+
   TEST_CASE("a layout that cannot be written does not stop the caller") {
     test::TempDir dir;
     std::ofstream(dir / "file") << "not a folder";

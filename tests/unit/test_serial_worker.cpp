@@ -4,7 +4,6 @@
 #include <atomic>
 #include <chrono>
 #include <future>
-#include <thread>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -29,13 +28,14 @@ TEST_SUITE("serial_worker") {
     worker.post([held = release.get_future().share()] { held.wait(); });
     std::atomic<int> ran{0};
     for (int i = 0; i < 5; ++i) worker.post([&ran] { ++ran; });
-    int ran_when_room = -1;
-    std::thread producer([&] {
+    auto producer = std::async(std::launch::async, [&] {
       worker.wait_for_room(2);  // five queued behind the held job: three must go first
-      ran_when_room = ran.load();
+      return ran.load();
     });
+    // Still held: the producer cannot be through (a wrong early return shows here).
+    CHECK(producer.wait_for(std::chrono::milliseconds(50)) == std::future_status::timeout);
     release.set_value();
-    producer.join();
+    const int ran_when_room = producer.get();
     // Three taken off the queue: the first two of them done, the third perhaps running.
     CHECK(ran_when_room >= 2);
     worker.drain();
