@@ -235,10 +235,7 @@ class Agent {
     snapshot.spool_max_bytes = spool_.max_bytes();
     snapshot.spool_full = spool_.full();
     snapshot.stopping = stopping_;
-    if (events_) {
-      snapshot.event_subscribers = events_->subscriber_count();
-      snapshot.event_subscribers_dropped = events_->dropped_count();
-    }
+    if (events_) snapshot.event_stream = EventStreamFigures{events_->subscriber_count(), events_->dropped_count()};
     snapshot.counters = &counters_;
     return snapshot;
   }

@@ -143,8 +143,8 @@ void LayoutWriter::write_files(const std::string& testname, const NewRecord& rec
 std::vector<std::string> LayoutWriter::add_records(std::vector<NewRecord> records) {
   // Records come in bulk (a report's cases): when the disk falls behind, the caller (of
   // add_record too) waits here rather than the queue growing without end; what it queues
-  // after (events, logs) does not wait, so the bound is kMaxQueuedJobs plus one report. Never with mutex_ held: the
-  // worker's jobs take it.
+  // after (events, logs) does not wait, so the bound is kMaxQueuedJobs plus one report.
+  // Never with mutex_ held: the worker's jobs take it.
   if (io_ != nullptr) io_->wait_for_room(kMaxQueuedJobs);
   std::vector<std::string> testnames;
   testnames.reserve(records.size());

@@ -24,7 +24,6 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -34,7 +33,6 @@
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
-
 
 #include "agent/fd.hpp"
 #include "common/result.hpp"
@@ -201,20 +199,22 @@ Result<pid_t> launch(const fs::path& program, const ProcessSpec& spec, const std
   envp.reserve(env.size() + 1);
   for (auto& entry : env) envp.push_back(entry.data());
   envp.push_back(nullptr);
-  std::string program_path = program.native();
-  std::vector<std::string> args(spec.argv.begin() + 1, spec.argv.end());
+  std::vector<std::string> args = spec.argv;
+  args.front() = program.native();  // argv[0] is the resolved path, as exec'd
   std::vector<char*> argv;
-  argv.reserve(args.size() + 2);
-  argv.push_back(program_path.data());  // argv[0] is the resolved path, as exec'd
+  argv.reserve(args.size() + 1);
   for (auto& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
 
+  const auto cannot_start = [&program](int error) {
+    return make_error("Cannot start " + program.string() + ": " + errno_text(error) + ".");
+  };
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attributes;
-  if (::posix_spawn_file_actions_init(&actions) != 0) return make_error("Cannot start " + program.string() + ": out of memory.");
-  if (::posix_spawnattr_init(&attributes) != 0) {
+  if (const int error = ::posix_spawn_file_actions_init(&actions); error != 0) return cannot_start(error);
+  if (const int error = ::posix_spawnattr_init(&attributes); error != 0) {
     ::posix_spawn_file_actions_destroy(&actions);
-    return make_error("Cannot start " + program.string() + ": out of memory.");
+    return cannot_start(error);
   }
   sigset_t all;
   sigset_t none;
@@ -233,10 +233,10 @@ Result<pid_t> launch(const fs::path& program, const ProcessSpec& spec, const std
   pid_t pid = -1;
   auto& registry = leader_registry();
   const std::lock_guard lock(registry.mutex);
-  if (failed == 0) failed = ::posix_spawn(&pid, program_path.c_str(), &actions, &attributes, argv.data(), envp.data());
+  if (failed == 0) failed = ::posix_spawn(&pid, argv.front(), &actions, &attributes, argv.data(), envp.data());
   ::posix_spawnattr_destroy(&attributes);
   ::posix_spawn_file_actions_destroy(&actions);
-  if (failed != 0) return make_error("Cannot start " + program.string() + ": " + errno_text(failed) + ".");
+  if (failed != 0) return cannot_start(failed);
   registry.leaders.insert(pid);
   return pid;
 }

@@ -100,7 +100,7 @@ def file_creation_us(where, records=300):
             (record / name).write_bytes(b"{}\n")
     seconds = time.perf_counter() - start
     # Left in place until the end: deleting it now would slow the next creations down.
-    return seconds / (records * 4) * 1e6, folder
+    return seconds / (records * 4) * 1e6
 
 
 def run_round(build, tmp, repo, service, tasks, live, n):
@@ -166,13 +166,13 @@ def main():
         tmp = pathlib.Path(tmp)
         # A journal-less ext4 is slow to hand out inodes for up to 6 minutes after many
         # deletions (a previous run's cleanup): that would be measured as the layout's cost.
-        creation_before, _ = file_creation_us(tmp)
+        creation_before = file_creation_us(tmp)
         settle_deadline = time.monotonic() + 420
         while creation_before > args.max_creation_us and time.monotonic() < settle_deadline:
             print(f"creating a file takes {creation_before:.0f} us here: waiting for the filesystem to settle",
                   flush=True)
             time.sleep(20)
-            creation_before, _ = file_creation_us(tmp)
+            creation_before = file_creation_us(tmp)
         repo = make_repo(tmp)
         service = tmp / "service"
         service.mkdir()
@@ -201,7 +201,7 @@ def main():
                       + (f" ({seen} events to the subscriber; layouts done {lag * 1000:.0f} ms after the last result)"
                          if live else ""), flush=True)
         try:
-            creation_after, _ = file_creation_us(tmp)
+            creation_after = file_creation_us(tmp)
         except OSError as e:  # a full disk, say: the rounds' figures still stand
             print(f"file creation not timed after the rounds: {e}")
             creation_after = float("nan")

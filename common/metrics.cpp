@@ -136,14 +136,12 @@ std::string render_prometheus(const MetricsSnapshot& snapshot) {
   out.single("proctor_spool_full", "gauge", "1 while the spool is at its cap and the agent takes no tasks.",
              snapshot.spool_full ? 1 : 0);
 
-  if (snapshot.event_subscribers) {
+  if (snapshot.event_stream) {
     out.single("proctor_event_subscribers", "gauge", "Clients connected to the event stream (--events-socket).",
-               *snapshot.event_subscribers);
-  }
-  if (snapshot.event_subscribers_dropped) {
+               snapshot.event_stream->subscribers);
     out.single("proctor_event_subscribers_dropped_total", "counter",
                "Event stream clients dropped for falling behind (their queue was full).",
-               *snapshot.event_subscribers_dropped);
+               snapshot.event_stream->dropped);
   }
 
   const Histogram& durations = counters.task_duration;

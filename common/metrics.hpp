@@ -50,6 +50,12 @@ struct AgentCounters {
   Histogram task_duration{{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600}};
 };
 
+// The event stream's clients now, and those dropped for falling behind since the start.
+struct EventStreamFigures {
+  std::uint64_t subscribers = 0;
+  std::uint64_t dropped = 0;
+};
+
 // Everything /metrics shows at one instant.
 struct MetricsSnapshot {
   std::string version;
@@ -61,10 +67,7 @@ struct MetricsSnapshot {
   std::uint64_t spool_max_bytes = 0;              // 0: no cap
   bool spool_full = false;
   bool stopping = false;                          // SIGTERM received
-  // The event stream's clients now, and those dropped for falling behind; both absent
-  // when the stream is off.
-  std::optional<std::uint64_t> event_subscribers;
-  std::optional<std::uint64_t> event_subscribers_dropped;
+  std::optional<EventStreamFigures> event_stream;  // absent when the stream is off
   const AgentCounters* counters = nullptr;        // required
 };
 

@@ -49,8 +49,7 @@ TEST_SUITE("metrics") {
     snapshot.slots_by_state = {{"running", 2}, {"idle", 1}};
     snapshot.spool_pending = 5;
     snapshot.spool_full = true;
-    snapshot.event_subscribers = 16;
-    snapshot.event_subscribers_dropped = 1;
+    snapshot.event_stream = EventStreamFigures{16, 1};
     snapshot.counters = &counters;
     const std::string text = render_prometheus(snapshot);
 
@@ -104,8 +103,7 @@ TEST_SUITE("metrics") {
     MetricsSnapshot snapshot;
     snapshot.counters = &counters;
     CHECK(render_prometheus(snapshot).find("proctor_event_subscribers") == std::string::npos);
-    snapshot.event_subscribers = 0;
-    snapshot.event_subscribers_dropped = 0;
+    snapshot.event_stream = EventStreamFigures{};
     const std::string text = render_prometheus(snapshot);
     CHECK(text.find("proctor_event_subscribers 0\n") != std::string::npos);
     CHECK(text.find("proctor_event_subscribers_dropped_total 0\n") != std::string::npos);
