@@ -89,8 +89,9 @@ void LayoutWriter::submit_tests_json() {
   // On the worker, the text is made from a copy of the layout as it is now (copying is
   // cheap, formatting is not), and only by the last tests.json job queued: a job that
   // is not the last is skipped, unless an event was queued after it (then() sets the
-  // barrier), since that event may name a record only this tests.json lists. So a burst
-  // of changes costs the caller a copy and the worker one write.
+  // barrier), since that event may name a record only this tests.json lists, or it lists
+  // a new record that is not final yet (add_records() sets it). So a burst of changes
+  // costs the caller a copy and the worker one write.
   const std::uint64_t generation = ++tests_json_generation_;
   submit([this, generation, snapshot = tests_] {
     {
@@ -151,7 +152,9 @@ std::vector<std::string> LayoutWriter::add_records(std::vector<NewRecord> record
   std::lock_guard lock(mutex_);
   std::vector<std::pair<std::string, NewRecord>> to_write;
   to_write.reserve(records.size());
+  bool transient = false;  // a record not final yet (a phase running)
   for (auto& record : records) {
+    transient = transient || !is_final(record.status);
     const auto reserved = std::find(reserved_.begin(), reserved_.end(), record.name);
     std::string testname;
     if (record.phase && reserved != reserved_.end()) {
@@ -175,6 +178,9 @@ std::vector<std::string> LayoutWriter::add_records(std::vector<NewRecord> record
     for (const auto& [testname, record] : to_write) write_files(testname, record);
   });
   submit_tests_json();  // after the files: a record's files are there before it is listed
+  // A state that a later change replaces (in_process) is written even when that change
+  // is queued before the worker gets here: a reader gets to see every phase running.
+  if (transient) tests_json_barrier_ = tests_json_generation_;
   return testnames;
 }
 

@@ -56,7 +56,8 @@ class LayoutWriter : public std::enable_shared_from_this<LayoutWriter> {
   static std::shared_ptr<LayoutWriter> open(std::filesystem::path task_dir, const std::vector<std::string>& reserved,
                                             SerialWorker* io = nullptr);
 
-  // Adds records (files first, then one tests.json write); returns their testnames.
+  // Adds records (files first, then one tests.json write, never skipped when a record is
+  // not final yet); returns their testnames.
   std::vector<std::string> add_records(std::vector<NewRecord> records);
   // Adds one record; returns its testname.
   std::string add_record(NewRecord record);
@@ -109,7 +110,8 @@ class LayoutWriter : public std::enable_shared_from_this<LayoutWriter> {
   std::vector<std::string> reserved_;
   TestsJson tests_;
   std::uint64_t tests_json_generation_ = 0;  // tests.json jobs queued; only the last one writes
-  std::uint64_t tests_json_barrier_ = 0;     // ... and every one an event was queued after
+  std::uint64_t tests_json_barrier_ = 0;     // ... and every one an event was queued after or
+                                             // that lists a record not final yet
   std::map<std::string, std::uint64_t> appended_;  // bytes this writer put in each log.txt
   std::atomic<bool> warned_{false};
 };

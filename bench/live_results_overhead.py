@@ -210,7 +210,12 @@ def main():
     off = statistics.median(per_task[False])
     # Each round runs both modes back to back: their difference cancels the machine's
     # drift from round to round, which on a small VM is larger than what is measured.
-    paired = statistics.median(a - b for a, b in zip(per_task[True], per_task[False]))
+    differences = [a - b for a, b in zip(per_task[True], per_task[False])]
+    paired = statistics.median(differences)
+    # The mean's standard error says whether the rounds were enough to tell the figure
+    # from the target (two of them either side is a 95% interval).
+    mean = statistics.mean(differences)
+    error = statistics.stdev(differences) / len(differences) ** 0.5 if len(differences) > 1 else float("nan")
     print(f"\n{args.tasks} tasks x {args.cases} pytest cases, {args.rounds} rounds, medians:")
     print(f"  layout + events on : {on * 1000:.1f} ms per task (layouts done {statistics.median(lags) * 1000:.0f} ms "
           "after the last result, counted in)")
@@ -218,6 +223,8 @@ def main():
     print(f"  added              : {(on - off) * 1000:+.1f} ms per task = {(on / off - 1) * 100:+.2f}% "
           f"(target < 2%)")
     print(f"  paired (per round) : {paired * 1000:+.1f} ms per task = {paired / off * 100:+.2f}% (median of on - off)")
+    print(f"  paired, mean       : {mean * 1000:+.1f} ms per task (standard error {error * 1000:.1f}) = "
+          f"{mean / off * 100:+.2f}% +- {error / off * 100:.2f}%")
     print(f"  creating a file here took {creation_before:.0f} us before the rounds, {creation_after:.0f} us after "
           "(tens of us is normal; hundreds: a journal-less ext4 after many deletions, see bench/README.md)")
 

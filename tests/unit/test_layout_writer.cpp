@@ -151,6 +151,35 @@ TEST_SUITE("layout_writer") {
     CHECK(tests_json(dir / "task").records.size() == 21);
   }
 
+  TEST_CASE("on a worker and with no event stream, a phase is listed running before it is listed ended") {
+    test::TempDir dir;
+    SerialWorker io;
+    // Hold the worker (another task's layout, say) until the phase has ended: only the
+    // layout's own rule can keep its running state from being coalesced away.
+    std::promise<void> release;
+    io.post([held = release.get_future().share()] { held.wait(); });
+    SequenceCounter sequence;
+    std::string while_running;  // tests.json once the worker has done the phase's start
+    {
+      TaskRecorder recorder(task_named("t-1"), dir / "t-1", nullptr, sequence, &io);
+      recorder.start_phase(Phase::fetch);
+      io.post([&] { while_running = slurp(dir / "t-1" / "tests.json"); });
+      recorder.end_phase(Phase::fetch, RecordStatus::success, "fetched\n");
+      release.set_value();
+      recorder.end_task(RecordStatus::success);
+    }
+    io.drain();
+    auto listed = parse_tests_json(while_running);
+    REQUIRE_OK(listed);
+    REQUIRE(listed->tests.records.size() == 1);
+    CHECK(listed->tests.records[0].testname == "fetch");
+    CHECK(listed->tests.records[0].status == RecordStatus::in_process);
+    const TestsJson last = tests_json(dir / "t-1");
+    REQUIRE(last.records.size() == 1);
+    CHECK(last.records[0].status == RecordStatus::success);
+    CHECK(last.suite_status == RecordStatus::success);
+  }
+
   TEST_CASE("a process's log is there at once, however far the worker is behind") {
     test::TempDir dir;
     SerialWorker io;
