@@ -37,6 +37,13 @@ std::optional<std::string> write_to_file(const fs::path& path, std::string_view 
   return problem;
 }
 
+// Makes `folder` unless it is there; a sentence when that fails.
+std::optional<std::string> make_folder(const fs::path& folder) {
+  if (::mkdir(folder.c_str(), 0755) == 0 || errno == EEXIST) return std::nullopt;
+  const int error = errno;  // before any allocation below
+  return "cannot create " + folder.string() + ": " + std::strerror(error);
+}
+
 }  // namespace
 
 LayoutWriter::LayoutWriter(fs::path task_dir, SerialWorker* io) : dir_(std::move(task_dir)), io_(io) {}
@@ -126,8 +133,8 @@ void LayoutWriter::write_json_atomically(const fs::path& path, const std::string
 
 void LayoutWriter::write_files(const std::string& testname, const NewRecord& record) {
   const fs::path folder = dir_ / testname;
-  if (::mkdir(folder.c_str(), 0755) != 0 && errno != EEXIST) {
-    warn_once("cannot create " + folder.string() + ": " + std::strerror(errno));
+  if (auto problem = make_folder(folder)) {
+    warn_once(*problem);
     return;
   }
   // A new record's files are written in place: no reader looks for them before
@@ -193,14 +200,13 @@ std::string LayoutWriter::add_record(NewRecord record) {
 fs::path LayoutWriter::log_path(const std::string& testname) const { return dir_ / testname / "log.txt"; }
 
 fs::path LayoutWriter::open_log(const std::string& testname) {
-  const fs::path folder = dir_ / testname;
   const fs::path path = log_path(testname);
   // The record's own job makes the same folder and appends to the same file later:
   // both are fine with what is already there.
-  if (::mkdir(folder.c_str(), 0755) != 0 && errno != EEXIST) {
-    warn_once("cannot create " + folder.string() + ": " + std::strerror(errno));
-  } else if (auto problem = write_to_file(path, {}, O_APPEND)) {
-    warn_once(*problem);
+  if (auto folder_problem = make_folder(dir_ / testname)) {
+    warn_once(*folder_problem);
+  } else if (auto file_problem = write_to_file(path, {}, O_APPEND)) {
+    warn_once(*file_problem);
   }
   return path;
 }

@@ -1,6 +1,7 @@
 // The results layout writer and the task recorder: the files of the seed's layout, in
 // the order a listener may rely on, and the event stream's nested sections.
 
+#include <chrono>
 #include <fstream>
 #include <future>
 #include <sstream>
@@ -229,6 +230,9 @@ TEST_SUITE("layout_writer") {
     first->add_record(named("old"));  // queued behind the held job
     first->finish(RecordStatus::success);
     auto second = std::async(std::launch::async, [&] { return LayoutWriter::open(dir / "t", {}, &io); });
+    // The new run waits for the old one's writes: without that wait it would be open by
+    // now, and those writes would land in its folder once released.
+    CHECK(second.wait_for(std::chrono::milliseconds(50)) == std::future_status::timeout);
     release.set_value();
     const auto writer = second.get();
     writer->flush();
